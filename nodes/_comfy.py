@@ -1,0 +1,112 @@
+"""The only place the node layer touches ComfyUI.
+
+Everything is imported lazily, so node modules import (and the tests run) without ComfyUI installed.
+Outside ComfyUI, model lists are empty, progress and interruption are no-ops, and routes are not added.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from ..wanlean.errors import WanLeanError
+
+log = logging.getLogger("wanlean")
+
+
+def folder_paths():
+    try:
+        import folder_paths as module
+    except ImportError:
+        return None
+    return module
+
+
+def model_files(kind: str) -> list[str]:
+    """File names ComfyUI lists for a model folder kind ("text_encoders", "vae", ...), [] outside ComfyUI."""
+    fp = folder_paths()
+    if fp is None:
+        return []
+    try:
+        return list(fp.get_filename_list(kind))
+    except KeyError:  # a folder kind this ComfyUI does not know
+        return []
+
+
+def model_path(kind: str, name: str, what: str) -> str:
+    """The full path of `name` in ComfyUI's `kind` folders. Only names ComfyUI lists are accepted, so a
+    request cannot reach files outside the model folders. `what` names the input in messages."""
+    if not name or os.path.isabs(name) or ".." in name.replace("\\", "/").split("/"):
+        raise WanLeanError(f"{what}: '{name}' is not a file name from models/{kind}; pick one from the list.")
+    fp = folder_paths()
+    if fp is None:
+        raise WanLeanError(f"{what}: ComfyUI's model folders are not available here.")
+    if name not in model_files(kind):
+        raise WanLeanError(
+            f"{what}: '{name}' is not in models/{kind}. Put the file there (or list its folder in "
+            "extra_model_paths.yaml), then refresh the node list."
+        )
+    path = fp.get_full_path(kind, name)
+    if not path:
+        raise WanLeanError(f"{what}: '{name}' was listed but cannot be found in models/{kind}; refresh and retry.")
+    return path
+
+
+def model_folders(kind: str) -> list[str]:
+    fp = folder_paths()
+    if fp is None:
+        return []
+    try:
+        return list(fp.get_folder_paths(kind))
+    except KeyError:
+        return []
+
+
+def temp_directory() -> str | None:
+    fp = folder_paths()
+    return fp.get_temp_directory() if fp is not None else None
+
+
+class _NoProgress:
+    def update(self, value: int = 1) -> None:
+        pass
+
+    def update_absolute(self, value: int, total: int | None = None, preview=None) -> None:
+        pass
+
+
+def progress_bar(total: int):
+    """ComfyUI's progress bar for the running node (update() also checks for interruption)."""
+    try:
+        import comfy.utils
+    except ImportError:
+        return _NoProgress()
+    return comfy.utils.ProgressBar(total)
+
+
+def throw_if_interrupted() -> None:
+    """Raises ComfyUI's InterruptProcessingException when the user pressed Cancel."""
+    try:
+        import comfy.model_management
+    except ImportError:
+        return
+    comfy.model_management.throw_exception_if_processing_interrupted()
+
+
+def prompt_server():
+    try:
+        from server import PromptServer
+    except ImportError:
+        return None
+    return getattr(PromptServer, "instance", None)
+
+
+def show_text(node_id, text: str) -> None:
+    """Show `text` on the node while it runs (no JavaScript needed)."""
+    server = prompt_server()
+    if server is None or node_id is None:
+        return
+    try:
+        server.send_progress_text(text, node_id)
+    except Exception as exc:  # never fail a node because the UI could not be told
+        log.debug("wanlean: could not send progress text: %s", exc)

@@ -1,0 +1,50 @@
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from wltest.comfy import SKIP_REASON, ComfyServer, comfyui_path
+
+_COMFY = comfyui_path()
+if _COMFY is not None:
+    # Node modules then see the real folder_paths / comfy.* / server modules, as inside ComfyUI.
+    # ComfyUI goes first: its top-level `nodes` module must win over this pack's `nodes/` folder.
+    sys.path.insert(0, str(_COMFY))
+    try:
+        import comfy.cli_args
+
+        comfy.cli_args.args.cpu = True
+    except Exception:  # ComfyUI's requirements missing from this Python: the in-process view stays plain
+        pass
+
+
+@pytest.fixture(scope="session")
+def pack():
+    """This pack imported the way ComfyUI imports a custom-node folder."""
+    from wltest.pack import load_pack
+
+    return load_pack()
+
+
+@pytest.fixture(scope="session")
+def comfy():
+    """A real ComfyUI with this pack installed, started once per test session."""
+    if _COMFY is None:
+        pytest.skip(SKIP_REASON)
+    base = Path(tempfile.mkdtemp(prefix="wanlean-comfy-"))
+    server = ComfyServer(_COMFY, base)
+    server.start()
+    try:
+        assert not server.pack_import_failed(), f"ComfyUI could not import the pack:\n{server.log()[-4000:]}"
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def spiece_bytes():
+    from wltest.tiny import train_spiece
+
+    return train_spiece()
