@@ -1,0 +1,158 @@
+"""Load a Wan2.2 diffusers pipeline folder (the layout `WanPipeline.save_pretrained` writes) into a
+`WanSession`, offline (`local_files_only`), with the text encoder loaded only when a prompt needs it.
+
+Accepted: T2V-A14B (`transformer` + `transformer_2` + `boundary_ratio`) and TI2V-5B (`expand_timesteps`).
+Refused with a message: a folder without `model_index.json`, another pipeline class, Wan2.1 (one
+transformer, no boundary, no expand_timesteps).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+from .errors import WanLeanError, missing_package
+from .session import MEMORY_MODES, LazyTextEncoder, WanSession
+
+DTYPES = ("auto", "bf16", "fp16", "fp32")
+DEVICES = ("auto", "cuda", "cpu")
+
+
+def resolve_device(device: str = "auto"):
+    import torch
+
+    if device in ("auto", "", None):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise WanLeanError(f"device: '{device}' was chosen but no CUDA GPU is available; choose 'auto' or 'cpu'.")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise WanLeanError(f"device must be one of {', '.join(DEVICES)} (or e.g. 'cuda:1'); got '{device}'.") from None
+
+
+def resolve_dtype(dtype: str, device):
+    """bf16 on a GPU and fp32 on the CPU unless chosen otherwise."""
+    import torch
+
+    if dtype in ("auto", "", None):
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    table = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    if dtype not in table:
+        raise WanLeanError(f"dtype must be one of {', '.join(DTYPES)}; got '{dtype}'.")
+    return table[dtype]
+
+
+def read_model_index(folder: str) -> tuple[str, dict]:
+    """(model_type, model_index) of a Wan2.2 diffusers folder, or a WanLeanError saying what it is instead."""
+    name = os.path.basename(os.path.normpath(folder)) or folder
+    if not os.path.isdir(folder):
+        raise WanLeanError(f"folder: '{folder}' is not a folder. Put the diffusers pipeline folder in models/diffusers.")
+    index_path = os.path.join(folder, "model_index.json")
+    if not os.path.isfile(index_path):
+        raise WanLeanError(
+            f"folder: '{name}' has no model_index.json, so it is not a diffusers pipeline folder. Download a "
+            "Wan2.2 diffusers repository (e.g. Wan-AI/Wan2.2-T2V-A14B-Diffusers) into models/diffusers, or load "
+            "ComfyUI single files with WanLeanLoadComfyFiles."
+        )
+    try:
+        with open(index_path, encoding="utf-8") as f:
+            index = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise WanLeanError(f"folder: '{name}/model_index.json' cannot be read ({exc}).") from None
+    class_name = index.get("_class_name")
+    if class_name != "WanPipeline":
+        raise WanLeanError(
+            f"folder: '{name}' holds a {class_name or 'unknown'} pipeline; this loader needs a Wan2.2 text-to-video "
+            "WanPipeline (T2V-A14B or TI2V-5B)."
+        )
+    has_low_noise = _component_present(index, "transformer_2")
+    if has_low_noise and index.get("boundary_ratio") is not None:
+        model_type = "A14B"
+    elif index.get("expand_timesteps"):
+        model_type = "TI2V-5B"
+    else:
+        raise WanLeanError(
+            f"folder: '{name}' is a Wan2.1 pipeline (one transformer, no boundary_ratio, no expand_timesteps). "
+            "This sampler runs Wan2.2 T2V-A14B or TI2V-5B; download e.g. Wan-AI/Wan2.2-T2V-A14B-Diffusers."
+        )
+    needed = ["transformer", "vae", "text_encoder", "tokenizer"] + (["transformer_2"] if model_type == "A14B" else [])
+    missing = [part for part in needed if not os.path.isdir(os.path.join(folder, part))]
+    if missing:
+        raise WanLeanError(f"folder: '{name}' lacks the subfolder(s) {', '.join(missing)}; the download may be incomplete.")
+    return model_type, index
+
+
+def _component_present(index: dict, key: str) -> bool:
+    entry = index.get(key)
+    return isinstance(entry, (list, tuple)) and len(entry) == 2 and entry[0] is not None and entry[1] is not None
+
+
+def load_diffusers_folder(folder: str, dtype: str = "auto", memory_mode: str = "gpu", device: str = "auto") -> WanSession:
+    """A `WanSession` from a Wan2.2 diffusers folder. Weights load on the CPU; the sampler places them on
+    `device` for `memory_mode` before its first run. The VAE stays fp32 (as official Wan runs it)."""
+    if memory_mode not in MEMORY_MODES:
+        raise WanLeanError(f"memory_mode must be one of {', '.join(MEMORY_MODES)}; got '{memory_mode}'.")
+    model_type, index = read_model_index(folder)
+    try:
+        import torch
+        from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    except ImportError as exc:
+        raise missing_package(exc.name or "diffusers", "WanLean's Wan2.2 loader") from None
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    folder = os.path.realpath(folder)
+
+    def load_transformer(subfolder):
+        return WanTransformer3DModel.from_pretrained(folder, subfolder=subfolder, torch_dtype=torch_dtype, local_files_only=True).eval()
+
+    transformer = load_transformer("transformer")
+    transformer_2 = load_transformer("transformer_2") if model_type == "A14B" else None
+    vae = AutoencoderKLWan.from_pretrained(folder, subfolder="vae", torch_dtype=torch.float32, local_files_only=True).eval()
+    return WanSession(
+        model_type=model_type,
+        transformer=transformer,
+        transformer_2=transformer_2,
+        vae=vae,
+        text_encoder=diffusers_text_encoder(folder, torch_dtype),
+        boundary_ratio=float(index["boundary_ratio"]) if model_type == "A14B" else None,
+        expand_timesteps=bool(index.get("expand_timesteps", False)),
+        dtype=torch_dtype,
+        device=torch_device,
+        memory_mode=memory_mode,
+        source=f"diffusers folder {os.path.basename(folder)}",
+        extras={"folder": folder},
+    )
+
+
+def diffusers_text_encoder(folder: str, torch_dtype) -> LazyTextEncoder:
+    """The folder's tokenizer and umT5 encoder, both loaded on first use."""
+    tokenizer_holder: list = []
+
+    def token_ids(text: str) -> list[int]:
+        if not tokenizer_holder:
+            from transformers import AutoTokenizer
+
+            tokenizer_holder.append(AutoTokenizer.from_pretrained(folder, subfolder="tokenizer", local_files_only=True))
+        return tokenizer_holder[0](text, add_special_tokens=True).input_ids
+
+    def load_encoder():
+        from transformers import UMT5EncoderModel
+
+        return UMT5EncoderModel.from_pretrained(folder, subfolder="text_encoder", torch_dtype=torch_dtype, local_files_only=True).eval()
+
+    return LazyTextEncoder(_encoder_identity(folder, torch_dtype), token_ids, load_encoder)
+
+
+def _encoder_identity(folder: str, torch_dtype) -> str:
+    """Changes when the encoder's weights, config, tokenizer or dtype change."""
+    digest = hashlib.sha256()
+    for part in ("text_encoder", "tokenizer"):
+        root = os.path.join(folder, part)
+        for name in sorted(os.listdir(root)):
+            path = os.path.join(root, name)
+            if os.path.isfile(path):
+                stat = os.stat(path)
+                digest.update(f"{part}/{name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    return f"diffusers:{os.path.basename(folder)}:{str(torch_dtype).removeprefix('torch.')}:{digest.hexdigest()[:16]}"
