@@ -7,6 +7,7 @@ Where the tokenizer comes from, in order of preference:
 3. nothing: an estimate by script (Latin, CJK, other), labelled as an estimate wherever it is shown.
 
 A count is the sentencepiece pieces plus one for ``</s>``, which is what every Wan runtime feeds umT5.
+`analyze` turns counts into what each runtime does with the prompt (see `TokenReport.summary`).
 """
 
 from __future__ import annotations
@@ -22,8 +23,23 @@ from .safetensors_header import read_header, read_tensor_bytes
 
 # Official Wan, diffusers and WanVideoWrapper keep this many tokens, `</s>` included.
 WAN_TEXT_LEN = 512
+# Hosted Wan APIs limit characters, not tokens (published API specs).
+API_PROMPT_CHARS = 800
+API_NEGATIVE_CHARS = 500
 ESTIMATE = "estimate"
 SPIECE_TENSOR = "spiece_model"
+# umT5's real sentencepiece model is about 4.5 MB; anything far larger is not a tokenizer.
+MAX_SPIECE_BYTES = 64 * 1024 * 1024
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """`text` with lone UTF-16 surrogates (which no encoder can take) replaced by U+FFFD. Browsers can
+    send them (a half-deleted emoji); sentencepiece refuses the whole string otherwise."""
+    if not isinstance(text, str):
+        raise WanLeanError(f"text must be a string; got {type(text).__name__}.")
+    return _LONE_SURROGATE.sub("\ufffd", text)
 
 
 class Tokenizer:
@@ -31,6 +47,7 @@ class Tokenizer:
 
     exact: bool = False
     label: str = ""  # shown to users: "exact (…)" or "estimate (…)"
+    source: str = ESTIMATE  # the file or folder name it came from
 
     def count(self, text: str) -> int:
         """Tokens umT5 sees for `text`: pieces + 1 for `</s>`."""
@@ -40,16 +57,19 @@ class Tokenizer:
         """Split `text` into (kept, lost) where `kept` is the longest prefix, ending at a word or CJK
         character boundary, whose count is at most `max_tokens`. This is what a runtime that cuts at
         `max_tokens` keeps, up to the last partial word."""
+        if max_tokens < 1:
+            raise WanLeanError(f"max_tokens must be at least 1 (umT5 always adds </s>); got {max_tokens}.")
+        text = clean_text(text)
         if self.count(text) <= max_tokens:
             return text, ""
         bounds = boundaries(text)
-        lo, hi = 0, len(bounds) - 1  # invariant: bounds[lo] fits (0 chars always does if max_tokens >= 1)
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
+        lo, hi = 0, len(bounds) - 1  # invariant: bounds[lo] fits (0 chars count 1), bounds[hi] does not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
             if self.count(text[: bounds[mid]]) <= max_tokens:
                 lo = mid
             else:
-                hi = mid - 1
+                hi = mid
         cut = bounds[lo]
         return text[:cut], text[cut:]
 
@@ -62,13 +82,18 @@ class SentencePieceTokenizer(Tokenizer):
             import sentencepiece
         except ImportError:
             raise missing_package("sentencepiece", "Exact umT5 token counts") from None
+        unreadable = WanLeanError(
+            f"tokenizer: the sentencepiece model in '{source}' cannot be read; the file may be corrupt. "
+            "Download it again or choose 'estimate'."
+        )
+        if not model_bytes:
+            raise unreadable  # sentencepiece accepts b"" and fails later, on the first encode
         try:
             self.processor = sentencepiece.SentencePieceProcessor(model_proto=model_bytes)
-        except Exception as exc:  # sentencepiece raises RuntimeError/OSError on a bad model proto
-            raise WanLeanError(
-                f"tokenizer: the sentencepiece model in '{source}' cannot be read ({exc}); "
-                "the file may be corrupt. Download it again or choose 'estimate'."
-            ) from None
+        except Exception:  # sentencepiece raises RuntimeError/OSError on a bad model proto
+            raise unreadable from None
+        if self.processor.get_piece_size() < 3:
+            raise unreadable
         self.source = source
         self.label = f"exact (umT5 sentencepiece from {source})"
         self.eos_id = self.processor.eos_id()
@@ -76,10 +101,13 @@ class SentencePieceTokenizer(Tokenizer):
 
     def ids(self, text: str) -> list[int]:
         """Token ids without `</s>`."""
-        return self.processor.encode(text)
+        try:
+            return self.processor.encode(text)
+        except RuntimeError:  # lone surrogates; cleaning costs a regex pass, so only on failure
+            return self.processor.encode(clean_text(text))
 
     def count(self, text: str) -> int:
-        return len(self.processor.encode(text)) + 1
+        return len(self.ids(text)) + 1
 
     def __len__(self) -> int:
         return self.processor.get_piece_size()
@@ -95,15 +123,19 @@ class JsonTokenizer(Tokenizer):
             from tokenizers import Tokenizer as HFTokenizer
         except ImportError:
             raise missing_package("tokenizers", "Reading tokenizer.json") from None
+        folder = os.path.basename(os.path.dirname(path))
         try:
             self.backend = HFTokenizer.from_file(path)
         except Exception as exc:
-            raise WanLeanError(f"tokenizer: '{path}' is not a readable tokenizer.json ({exc}).") from None
-        self.source = path
-        self.label = f"exact (tokenizer.json in {os.path.basename(os.path.dirname(path))})"
+            raise WanLeanError(
+                f"tokenizer: the tokenizer.json in '{folder}' cannot be read ({str(exc)[:200]}); "
+                "it may be corrupt or from a newer 'tokenizers'. Choose the text-encoder file or 'estimate'."
+            ) from None
+        self.source = folder
+        self.label = f"exact (tokenizer.json in {folder})"
 
     def ids(self, text: str) -> list[int]:
-        return self.backend.encode(text, add_special_tokens=False).ids
+        return self.backend.encode(clean_text(text), add_special_tokens=False).ids
 
     def count(self, text: str) -> int:
         return len(self.ids(text)) + 1
@@ -125,10 +157,11 @@ class EstimateTokenizer(Tokenizer):
     """A rough count by script when no tokenizer file is available. Rules of thumb for a 256k-piece
     multilingual sentencepiece vocabulary: a common Latin-script word is one piece, long words split
     every ~6 characters; digits about two per piece; CJK about 0.75 pieces per character; other scripts
-    one piece per ~4 characters; punctuation one piece each."""
+    one piece per ~4 characters; punctuation one piece each. Not calibrated against umT5's vocabulary
+    (none ships offline), so it is only ever shown as an estimate."""
 
     exact = False
-    label = "estimate (no tokenizer file chosen; typically within ±25% for English)"
+    label = "estimate (no tokenizer file chosen: counted by script, not exact)"
 
     def count(self, text: str) -> int:
         pieces = 0.0
@@ -149,8 +182,8 @@ class EstimateTokenizer(Tokenizer):
 
 
 def boundaries(text: str) -> list[int]:
-    """Character positions where a cut never splits a word or a CJK character: 0, after each run of
-    whitespace, before and after each CJK character, and the end."""
+    """Character positions where a cut never splits a word or a CJK character: 0, the start of each run
+    of whitespace, before and after each CJK character, and the end."""
     cuts = {0, len(text)}
     for match in re.finditer(r"\s+", text):
         cuts.add(match.start())
@@ -171,6 +204,17 @@ _CACHE_LOCK = threading.Lock()
 _ESTIMATOR = EstimateTokenizer()
 
 
+def file_identity(source: str | os.PathLike | None) -> str:
+    """A string that changes when the tokenizer file is replaced (for ComfyUI's IS_CHANGED)."""
+    if source is None or is_estimate_name(os.fspath(source)):
+        return ESTIMATE
+    try:
+        stat = os.stat(os.fspath(source))
+    except OSError:
+        return f"missing:{os.fspath(source)}"
+    return f"{os.path.realpath(os.fspath(source))}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
 def load_tokenizer(source: str | os.PathLike | None) -> Tokenizer:
     """The tokenizer for `source`: a text-encoder .safetensors file, a tokenizer folder, or
     None/"estimate". Raises WanLeanError with a message that names the file and the fix."""
@@ -179,7 +223,7 @@ def load_tokenizer(source: str | os.PathLike | None) -> Tokenizer:
     path = os.path.realpath(os.fspath(source))
     try:
         stat = os.stat(path)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL byte in the name
         raise WanLeanError(
             f"tokenizer: '{source}' does not exist. Choose a text-encoder file from models/text_encoders "
             "or 'estimate'."
@@ -201,8 +245,14 @@ def _load_uncached(path: str) -> Tokenizer:
     name = os.path.basename(path)
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, "spiece.model")):
-            with open(os.path.join(path, "spiece.model"), "rb") as f:
-                return SentencePieceTokenizer(f.read(), name)
+            try:
+                with open(os.path.join(path, "spiece.model"), "rb") as f:
+                    model_bytes = f.read(MAX_SPIECE_BYTES + 1)
+            except OSError as exc:
+                raise WanLeanError(f"tokenizer: cannot read spiece.model in '{name}' ({exc.strerror}).") from None
+            if len(model_bytes) > MAX_SPIECE_BYTES:
+                raise WanLeanError(f"tokenizer: spiece.model in '{name}' is too large to be a sentencepiece model.")
+            return SentencePieceTokenizer(model_bytes, name)
         if os.path.isfile(os.path.join(path, "tokenizer.json")):
             return JsonTokenizer(os.path.join(path, "tokenizer.json"))
         raise WanLeanError(
@@ -214,7 +264,10 @@ def _load_uncached(path: str) -> Tokenizer:
             f"tokenizer: '{name}' is not a .safetensors file. Choose the umT5 text-encoder .safetensors "
             "(e.g. umt5_xxl_fp8_e4m3fn_scaled.safetensors) or 'estimate'."
         )
-    header = read_header(path, what="tokenizer")
+    try:
+        header = read_header(path, what="tokenizer")
+    except OSError as exc:  # unreadable (permissions, I/O error)
+        raise WanLeanError(f"tokenizer: cannot read '{name}' ({exc.strerror}).") from None
     if SPIECE_TENSOR not in header.tensors:
         raise WanLeanError(
             f"tokenizer: '{name}' has no '{SPIECE_TENSOR}' tensor, so it holds no umT5 tokenizer "
@@ -222,8 +275,11 @@ def _load_uncached(path: str) -> Tokenizer:
             "(e.g. umt5_xxl_fp8_e4m3fn_scaled.safetensors) or 'estimate'."
         )
     info = header.tensors[SPIECE_TENSOR]
-    if info.dtype != "U8" or len(info.shape) != 1:
-        raise WanLeanError(f"tokenizer: '{name}' has a '{SPIECE_TENSOR}' tensor of an unexpected kind ({info.dtype}).")
+    if info.dtype != "U8" or len(info.shape) != 1 or info.end - info.start > MAX_SPIECE_BYTES:
+        raise WanLeanError(
+            f"tokenizer: '{name}' has a '{SPIECE_TENSOR}' tensor of an unexpected kind "
+            f"({info.dtype}, shape {list(info.shape)}); it is not a sentencepiece model. Choose 'estimate'."
+        )
     return SentencePieceTokenizer(read_tensor_bytes(header, SPIECE_TENSOR), name)
 
 
@@ -239,3 +295,129 @@ def _describe_contents(tensors) -> str:
     if any(n.startswith(("encoder.block.", "shared.")) for n in names):
         return "it looks like a T5 encoder saved without its tokenizer"
     return f"{len(names)} tensors, none of them a tokenizer"
+
+
+# --- what each runtime does with a prompt ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TextCount:
+    """One text (prompt or negative) as umT5 sees it."""
+
+    tokens: int  # pieces + `</s>`
+    characters: int
+    lost: str  # what a runtime cutting at WAN_TEXT_LEN drops, from a word boundary ("" if it fits)
+
+    @property
+    def lost_tokens(self) -> int:
+        return max(0, self.tokens - WAN_TEXT_LEN)
+
+
+@dataclass(frozen=True)
+class TokenReport:
+    exact: bool
+    label: str
+    tokenizer: str  # the file/folder name, or "estimate"
+    budget: int
+    prompt: TextCount
+    negative: TextCount | None
+
+    @property
+    def over_budget(self) -> bool:
+        """The prompt or the negative has more tokens than `budget`."""
+        texts = [self.prompt] + ([self.negative] if self.negative else [])
+        return any(t.tokens > self.budget for t in texts)
+
+    def _n(self, tokens: int) -> str:
+        return f"{tokens:,}" if self.exact else f"≈{tokens:,}"
+
+    def summary(self) -> str:
+        """The report shown on the node: exact or estimated, counts, and what each runtime does."""
+        kind = "exact" if self.exact else "ESTIMATE"
+        lines = [f"umT5 tokens, {kind}: {self.label}"]
+        texts = [("prompt", self.prompt, API_PROMPT_CHARS)]
+        if self.negative is not None:
+            texts.append(("negative", self.negative, API_NEGATIVE_CHARS))
+        for name, count, _ in texts:
+            over = "  OVER BUDGET" if count.tokens > self.budget else ""
+            lines.append(f"{name}: {self._n(count.tokens)} / {self.budget} tokens, {count.characters:,} characters{over}")
+        lines.append("")
+        lines.append(f"diffusers, official Wan, WanVideoWrapper: keep the first {WAN_TEXT_LEN} tokens (</s> included)")
+        for name, count, _ in texts:
+            if count.tokens <= WAN_TEXT_LEN:
+                lines.append(f"  {name}: kept whole")
+            else:
+                lines.append(
+                    f"  {name}: {self._n(count.lost_tokens)} tokens cut; lost from: \"{_first_words(count.lost)}\""
+                )
+        lines.append("ComfyUI native (CLIPTextEncode): keeps every token, pads to at least 512")
+        for name, count, _ in texts:
+            padding = f"padded to {WAN_TEXT_LEN}" if count.tokens < WAN_TEXT_LEN else "no padding needed"
+            lines.append(f"  {name}: all {self._n(count.tokens)} tokens kept, {padding}")
+        limits = ", ".join(f"{chars} characters for the {name}" for name, _, chars in texts)
+        lines.append(f"Hosted Wan APIs limit characters, not tokens: {limits}")
+        for name, count, chars in texts:
+            verdict = "fits" if count.characters <= chars else f"{count.characters - chars:,} too many"
+            lines.append(f"  {name}: {count.characters:,} / {chars} characters, {verdict}")
+        if not self.exact:
+            lines.append("")
+            lines.append("Choose your umT5 text-encoder file in 'tokenizer' for an exact count.")
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict:
+        """JSON-ready counts (the route's answer)."""
+
+        def text_dict(count: TextCount, api_chars: int) -> dict:
+            return {
+                "tokens": count.tokens,
+                "characters": count.characters,
+                "over_budget": count.tokens > self.budget,
+                "truncated_tokens": count.lost_tokens,
+                "lost_from": _first_words(count.lost) if count.lost else "",
+                "api_characters_limit": api_chars,
+            }
+
+        result = {
+            "exact": self.exact,
+            "label": self.label,
+            "tokenizer": self.tokenizer,
+            "budget": self.budget,
+            "max_tokens": WAN_TEXT_LEN,
+            "tokens": self.prompt.tokens,
+            "over_budget": self.over_budget,
+            "prompt": text_dict(self.prompt, API_PROMPT_CHARS),
+            "summary": self.summary(),
+        }
+        if self.negative is not None:
+            result["negative"] = text_dict(self.negative, API_NEGATIVE_CHARS)
+        return result
+
+
+def _first_words(text: str, words: int = 12, max_chars: int = 120) -> str:
+    """The start of `text` for a message: a dozen words (or CJK characters), on one line."""
+    flat = " ".join(text.split())
+    head = " ".join(flat.split(" ")[:words])[:max_chars]
+    return head + ("…" if len(head) < len(flat) else "")
+
+
+def count_text(tokenizer: Tokenizer, text: str) -> TextCount:
+    text = clean_text(text)
+    tokens = tokenizer.count(text)
+    lost = ""
+    if tokens > WAN_TEXT_LEN:
+        _, lost = tokenizer.split_at(text, WAN_TEXT_LEN)
+    return TextCount(tokens=tokens, characters=len(text), lost=lost)
+
+
+def analyze(tokenizer: Tokenizer, text: str, negative: str | None = None, budget: int = WAN_TEXT_LEN) -> TokenReport:
+    """Counts for a prompt (and optionally a negative) and what each runtime does with them."""
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise WanLeanError(f"budget must be a whole number of tokens, at least 1 (Wan keeps 512); got {budget!r}.")
+    return TokenReport(
+        exact=tokenizer.exact,
+        label=tokenizer.label,
+        tokenizer=tokenizer.source,
+        budget=budget,
+        prompt=count_text(tokenizer, text),
+        negative=None if negative is None else count_text(tokenizer, negative),
+    )
