@@ -220,8 +220,8 @@ def load_tokenizer(source: str | os.PathLike | None) -> Tokenizer:
     None/"estimate". Raises WanLeanError with a message that names the file and the fix."""
     if source is None or is_estimate_name(os.fspath(source)):
         return _ESTIMATOR
-    path = os.path.realpath(os.fspath(source))
     try:
+        path = os.path.realpath(os.fspath(source))
         stat = os.stat(path)
     except (OSError, ValueError):  # ValueError: a NUL byte in the name
         raise WanLeanError(

@@ -1,0 +1,398 @@
+"""wanlean.tokens: exact umT5 counts from a text-encoder file or a tokenizer folder, the labelled estimate,
+split_at, the runtime report, and every kind of bad input."""
+
+import os
+import struct
+
+import pytest
+import sentencepiece as spm
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wanlean import safetensors_header, tokens
+from wanlean.errors import WanLeanError
+from wltest.tiny import CORPUS, write_text_encoder_file
+
+ENGLISH = "a red fox runs through deep snow at dawn, the camera tracks it from a low angle"
+CHINESE = "一只红色的狐狸在雪地里奔跑，镜头从低角度跟随"
+MIXED = "mixed 中文 and English: 小猫 sits on a wooden table, 暖色调, cinematic"
+PROMPTS = [ENGLISH, CHINESE, MIXED, "(golden hour:1.2) sunset over the ocean", "  leading and trailing  ", "x"]
+
+
+@pytest.fixture(scope="module")
+def sp(spiece_bytes):
+    return spm.SentencePieceProcessor(model_proto=spiece_bytes)
+
+
+@pytest.fixture()
+def encoder_file(tmp_path, spiece_bytes):
+    return write_text_encoder_file(tmp_path / "umt5_tiny.safetensors", spiece_bytes)
+
+
+@pytest.fixture()
+def tok(encoder_file):
+    return tokens.load_tokenizer(encoder_file)
+
+
+# --- exact counts from a ComfyUI text-encoder file ---------------------------------------------------
+
+
+def test_tiny_tokenizer_follows_umt5_conventions(sp):
+    assert (sp.pad_id(), sp.eos_id(), sp.unk_id(), sp.bos_id()) == (0, 1, 2, -1)
+
+
+def test_counts_equal_sentencepiece_pieces_plus_eos(tok, sp):
+    assert tok.exact and "umt5_tiny.safetensors" in tok.label and tok.source == "umt5_tiny.safetensors"
+    assert len(tok) == sp.get_piece_size()
+    assert (tok.eos_id, tok.pad_id) == (1, 0)
+    for prompt in PROMPTS + CORPUS:
+        assert tok.ids(prompt) == sp.encode(prompt)
+        assert tok.count(prompt) == len(sp.encode(prompt)) + 1, prompt
+    # the three languages really tokenize differently (the check is not vacuous)
+    assert len({tok.count(ENGLISH), tok.count(CHINESE), tok.count(MIXED)}) == 3
+
+
+def test_empty_text_is_just_eos(tok):
+    assert tok.count("") == 1
+    assert tokens.load_tokenizer("estimate").count("") == 1
+
+
+def test_only_the_tokenizer_tensor_is_read(tmp_path, spiece_bytes, monkeypatch):
+    """A 6.7 GB file must cost kilobytes: header + the spiece_model bytes, never the weights."""
+    path = write_text_encoder_file(tmp_path / "padded.safetensors", spiece_bytes, extra_mb=8)
+    assert path.stat().st_size > 8 * 1024 * 1024
+    read_bytes = []
+
+    class CountingFile:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def read(self, n=-1):
+            data = self.f.read(n)
+            read_bytes.append(len(data))
+            return data
+
+        def seek(self, *args):
+            return self.f.seek(*args)
+
+    monkeypatch.setattr(safetensors_header, "open", lambda p, mode="r": CountingFile(open(p, mode)), raising=False)
+    tokenizer = tokens.load_tokenizer(path)
+    assert tokenizer.count(ENGLISH) > 1
+    assert sum(read_bytes) < len(spiece_bytes) + 64 * 1024
+
+
+def test_cache_is_keyed_on_path_size_and_mtime(tmp_path, spiece_bytes):
+    path = write_text_encoder_file(tmp_path / "a.safetensors", spiece_bytes)
+    first = tokens.load_tokenizer(path)
+    assert tokens.load_tokenizer(str(path)) is first
+    identity = tokens.file_identity(path)
+    # Replace the file with another tokenizer under the same name: it must be read again.
+    from wltest.tiny import train_spiece
+
+    other = train_spiece(vocab_size=120, corpus=["only english words here, nothing else at all"] * 3)
+    write_text_encoder_file(path, other)
+    os.utime(path, ns=(1, 1))
+    second = tokens.load_tokenizer(path)
+    assert second is not first and len(second) != len(first)
+    assert tokens.file_identity(path) != identity
+
+
+# --- Hugging Face tokenizer folders ------------------------------------------------------------------
+
+
+def test_folder_with_spiece_model(tmp_path, spiece_bytes, sp):
+    folder = tmp_path / "umt5_tokenizer"
+    folder.mkdir()
+    (folder / "spiece.model").write_bytes(spiece_bytes)
+    tokenizer = tokens.load_tokenizer(folder)
+    assert tokenizer.exact and "umt5_tokenizer" in tokenizer.label
+    assert [tokenizer.count(p) for p in PROMPTS] == [len(sp.encode(p)) + 1 for p in PROMPTS]
+
+
+def _tokenizer_json(sp, path):
+    """A tokenizer.json equivalent to the sentencepiece model, the way transformers' T5 converter builds it."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+    vocab = [(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())]
+    backend = Tokenizer(models.Unigram(vocab, unk_id=sp.unk_id(), byte_fallback=False))
+    backend.normalizer = normalizers.Sequence([normalizers.Nmt(), normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")])
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    backend.save(str(path))
+
+
+def test_folder_with_tokenizer_json(tmp_path, sp):
+    pytest.importorskip("tokenizers")
+    folder = tmp_path / "hf_umt5"
+    folder.mkdir()
+    _tokenizer_json(sp, folder / "tokenizer.json")
+    tokenizer = tokens.load_tokenizer(folder)
+    assert isinstance(tokenizer, tokens.JsonTokenizer) and tokenizer.exact
+    assert len(tokenizer) == sp.get_piece_size()
+    for prompt in CORPUS:
+        assert tokenizer.count(prompt) == len(sp.encode(prompt)) + 1, prompt
+    assert tokenizer.count("a\ud800b") == tokenizer.count("a\ufffdb")
+
+
+def test_folder_prefers_spiece_model_over_tokenizer_json(tmp_path, spiece_bytes):
+    folder = tmp_path / "both"
+    folder.mkdir()
+    (folder / "spiece.model").write_bytes(spiece_bytes)
+    (folder / "tokenizer.json").write_text("{not json")
+    assert isinstance(tokens.load_tokenizer(folder), tokens.SentencePieceTokenizer)
+
+
+# --- bad input: a clear message naming the file and the fix, never a crash ---------------------------
+
+
+def _refused(source, *expected):
+    with pytest.raises(WanLeanError) as info:
+        tokens.load_tokenizer(source)
+    message = str(info.value)
+    assert message.startswith("tokenizer:"), message
+    for part in expected:
+        assert part in message, message
+    return message
+
+
+def test_missing_file(tmp_path):
+    _refused(tmp_path / "nope.safetensors", "does not exist", "estimate")
+
+
+def test_vae_picked_by_mistake(tmp_path):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "wan_2.1_vae.safetensors"
+    save_file({"decoder.conv1.weight": np.zeros((4, 4), np.float16), "encoder.conv1.bias": np.zeros(4, np.float16)}, str(path))
+    _refused(path, "wan_2.1_vae.safetensors", "no 'spiece_model'", "looks like a VAE", "estimate")
+
+
+def test_t5_without_tokenizer(tmp_path):
+    path = write_text_encoder_file(tmp_path / "t5_only.safetensors", None)
+    _refused(path, "T5 encoder saved without its tokenizer")
+
+
+def test_truncated_file(tmp_path, spiece_bytes):
+    path = write_text_encoder_file(tmp_path / "cut.safetensors", spiece_bytes)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 1000])
+    _refused(path, "cut.safetensors", "truncated")
+
+
+def test_corrupt_spiece_tensor(tmp_path, spiece_bytes):
+    path = write_text_encoder_file(tmp_path / "bad_spiece.safetensors", os.urandom(len(spiece_bytes)))
+    _refused(path, "bad_spiece.safetensors", "cannot be read", "estimate")
+
+
+def test_empty_spiece_tensor(tmp_path):
+    path = write_text_encoder_file(tmp_path / "empty_spiece.safetensors", b"")
+    _refused(path, "cannot be read")
+
+
+def test_spiece_tensor_of_the_wrong_kind(tmp_path):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "f16_spiece.safetensors"
+    save_file({"spiece_model": np.zeros((3, 3), np.float16)}, str(path))
+    _refused(path, "unexpected kind")
+
+
+@pytest.mark.parametrize(
+    "name, content, expected",
+    [
+        ("garbage.safetensors", b"\x00" * 3, "not a safetensors file"),
+        ("empty.safetensors", b"", "not a safetensors file"),
+        ("huge_header.safetensors", struct.pack("<Q", 2**40) + b"{}", "bad header length"),
+        ("not_json.safetensors", struct.pack("<Q", 5) + b"\xff\xfe{}x", "unreadable header"),
+        ("list_header.safetensors", struct.pack("<Q", 2) + b"[]", "unreadable header"),
+        ("model.ckpt", b"\x80\x04pickle", "not a .safetensors file"),
+        ("notes.txt", b"hello", "not a .safetensors file"),
+    ],
+)
+def test_not_a_safetensors_file(tmp_path, name, content, expected):
+    path = tmp_path / name
+    path.write_bytes(content)
+    _refused(path, expected)
+
+
+def test_folder_without_a_tokenizer(tmp_path):
+    _refused(tmp_path, "neither spiece.model nor tokenizer.json")
+
+
+def test_corrupt_tokenizer_json(tmp_path):
+    (tmp_path / "tokenizer.json").write_text('{"version": "1.0", "model": 5}')
+    _refused(tmp_path, "tokenizer.json", "cannot be read")
+
+
+def test_name_with_nul_byte():
+    _refused("bad\x00name.safetensors", "does not exist")
+
+
+# --- odd text ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["🦊 fox 👨‍👩‍👧", "שלום עולם", "e\u0301 combining", "zero\u200bwidth", "nul\x00byte", "tab\tand\nnewline", "\ufeffbom"],
+)
+def test_odd_unicode_counts_exactly(tok, sp, text):
+    assert tok.count(text) == len(sp.encode(text)) + 1
+
+
+def test_lone_surrogates_are_counted_not_refused(tok, sp):
+    for text, replaced in (("half an emoji \ud83e", "half an emoji \ufffd"), ("\udc00 low", "\ufffd low"), ("\ud800", "\ufffd")):
+        assert tok.count(text) == len(sp.encode(replaced)) + 1
+        assert tokens.load_tokenizer(None).count(text) >= 1
+        kept, lost = tok.split_at((text + " red fox ") * 200, 20)
+        assert kept and lost and "\ud800" not in kept + lost
+
+
+def test_non_string_text_is_refused():
+    with pytest.raises(WanLeanError, match="text must be a string"):
+        tokens.clean_text(None)
+
+
+def test_100k_characters(tok, sp):
+    text = (MIXED + " ") * (100_000 // (len(MIXED) + 1) + 1)
+    text = text[:100_000]
+    count = tok.count(text)
+    assert count == len(sp.encode(text)) + 1
+    kept, lost = tok.split_at(text, tokens.WAN_TEXT_LEN)
+    assert kept + lost == text
+    assert tok.count(kept) <= tokens.WAN_TEXT_LEN
+    assert tok.count(kept) >= tokens.WAN_TEXT_LEN - 12  # only the last partial word is given up
+
+
+# --- split_at ------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    words=st.lists(st.sampled_from(ENGLISH.split() + list(CHINESE) + ["🦊", "\n", "(golden:1.2)"]), max_size=60),
+    max_tokens=st.integers(min_value=1, max_value=40),
+)
+def test_split_at_keeps_the_longest_fitting_prefix(spiece_bytes, words, max_tokens):
+    tokenizer = tokens.SentencePieceTokenizer(spiece_bytes, "tiny")
+    text = " ".join(words)
+    kept, lost = tokenizer.split_at(text, max_tokens)
+    assert kept + lost == text
+    assert tokenizer.count(kept) <= max_tokens
+    bounds = tokens.boundaries(text)
+    assert len(kept) in bounds
+    if lost:
+        longer = [b for b in bounds if b > len(kept)][0]
+        assert tokenizer.count(text[:longer]) > max_tokens
+
+
+def test_split_at_refuses_zero_tokens(tok):
+    with pytest.raises(WanLeanError, match="max_tokens"):
+        tok.split_at("a b c", 0)
+
+
+def test_boundaries_never_split_words_or_cjk():
+    text = "red fox 一只狐狸 runs"
+    cuts = tokens.boundaries(text)
+    assert cuts[0] == 0 and cuts[-1] == len(text)
+    for cut in cuts[1:-1]:
+        before, after = text[cut - 1], text[cut]
+        assert before.isspace() or after.isspace() or tokens._CJK.match(before) or tokens._CJK.match(after)
+
+
+# --- the estimate ----------------------------------------------------------------------------------------
+
+
+def test_estimate_is_labelled_and_counts_by_script():
+    estimate = tokens.load_tokenizer("estimate")
+    assert estimate is tokens.load_tokenizer(None) is tokens.load_tokenizer("")
+    assert not estimate.exact and "estimate" in estimate.label
+    assert estimate.count("red fox") == 3  # two words + </s>
+    assert estimate.count("一只狐狸") == 4  # 4 × 0.75 + </s>
+    assert estimate.count("extraordinarily") == 4  # 15 letters: 1 + 14 // 6, + </s>
+    assert estimate.count("2024") == 3
+    assert estimate.count("a, b.") == 5
+
+
+def test_estimate_report_says_estimate_everywhere():
+    report = tokens.analyze(tokens.load_tokenizer("estimate"), "a red fox", "blurry")
+    summary = report.summary()
+    assert "ESTIMATE" in summary and "≈" in summary and "exact count" in summary
+    assert report.as_dict()["exact"] is False and "estimate" in report.as_dict()["label"]
+
+
+# --- the runtime report ----------------------------------------------------------------------------------
+
+
+def test_report_within_budget(tok, sp):
+    report = tokens.analyze(tok, ENGLISH, CHINESE, budget=512)
+    assert report.prompt.tokens == len(sp.encode(ENGLISH)) + 1
+    assert report.negative.tokens == len(sp.encode(CHINESE)) + 1
+    assert report.prompt.characters == len(ENGLISH) and not report.over_budget
+    summary = report.summary()
+    assert f"prompt: {report.prompt.tokens} / 512 tokens, {len(ENGLISH)} characters" in summary
+    assert f"negative: {report.negative.tokens} / 512 tokens" in summary
+    assert "kept whole" in summary and "padded to 512" in summary
+    assert "800 characters for the prompt" in summary and "500 characters for the negative" in summary
+    assert "≈" not in summary and "exact" in summary
+
+
+def test_report_over_512_names_the_first_lost_words(tok):
+    words = [f"w{i}" for i in range(400)]  # each "w123" is several pieces in the tiny vocabulary
+    text = " ".join(words)
+    report = tokens.analyze(tok, text)
+    assert report.prompt.tokens > 512 and report.over_budget
+    kept, lost = tok.split_at(text, 512)
+    first_lost = lost.split()[0]
+    assert report.prompt.lost == lost
+    summary = report.summary()
+    assert f"{report.prompt.tokens - 512} tokens cut; lost from: \"{first_lost} " in summary
+    assert f"all {report.prompt.tokens:,} tokens kept, no padding needed" in summary
+    assert report.as_dict()["prompt"]["lost_from"].startswith(first_lost)
+
+
+def test_budget_applies_to_prompt_and_negative(tok):
+    short, long_ = "fox", " ".join(["a red fox"] * 10)
+    assert not tokens.analyze(tok, short, short, budget=8).over_budget
+    assert tokens.analyze(tok, short, long_, budget=8).over_budget
+    assert tokens.analyze(tok, long_, None, budget=8).over_budget
+    summary = tokens.analyze(tok, long_, None, budget=8).summary()
+    assert "/ 8 tokens" in summary and "OVER BUDGET" in summary
+
+
+def test_hosted_api_character_limits(tok):
+    report = tokens.analyze(tok, "a" * 801, "b" * 500)
+    summary = report.summary()
+    assert "prompt: 801 / 800 characters, 1 too many" in summary
+    assert "negative: 500 / 500 characters, fits" in summary
+
+
+@pytest.mark.parametrize("budget", [0, -5, 1.5, True, "512"])
+def test_bad_budget_is_refused(tok, budget):
+    with pytest.raises(WanLeanError, match="budget"):
+        tokens.analyze(tok, "x", budget=budget)
+
+
+# --- agreement with ComfyUI's own tokenizer (when a ComfyUI checkout is given) --------------------------
+
+
+def test_counts_match_comfyui_umt5_tokenizer(spiece_bytes, tok):
+    """ComfyUI's UMT5XXlTokenizer (what CLIPTextEncode uses for Wan) sees the same tokens, </s> included."""
+    try:
+        import torch
+        from comfy.text_encoders.wan import UMT5XXlTokenizer
+    except Exception as exc:  # no COMFYUI_PATH, or this Python lacks ComfyUI's requirements
+        pytest.skip(f"ComfyUI's text encoders are not importable here ({exc.__class__.__name__}); set COMFYUI_PATH")
+    comfy_tokenizer = UMT5XXlTokenizer(tokenizer_data={"spiece_model": torch.frombuffer(bytearray(spiece_bytes), dtype=torch.uint8)})
+    for prompt in [ENGLISH, CHINESE, MIXED]:
+        batches = comfy_tokenizer.tokenize_with_weights(prompt)
+        ids = [t for batch in batches for t, *_ in batch if t != 0]  # drop the padding to 512
+        assert ids[-1] == 1 and ids.count(1) == 1  # one </s>, at the end
+        assert len(ids) == tok.count(prompt), prompt
+        assert len([t for batch in batches for t, *_ in batch]) >= 512  # ComfyUI pads, never cuts
