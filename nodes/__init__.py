@@ -9,6 +9,7 @@ from ._registry import collect
 # Node modules, in menu order. Each exports NODE_CLASS_MAPPINGS and NODE_DISPLAY_NAME_MAPPINGS.
 NODE_MODULES = (
     "prompt_template",
+    "wan_sampler",
 )
 
 NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, DISABLED = collect(__name__, NODE_MODULES)

@@ -110,3 +110,23 @@ def show_text(node_id, text: str) -> None:
         server.send_progress_text(text, node_id)
     except Exception as exc:  # never fail a node because the UI could not be told
         log.debug("wanlean: could not send progress text: %s", exc)
+
+
+def output_directory() -> str | None:
+    """ComfyUI's output folder (None outside ComfyUI)."""
+    fp = folder_paths()
+    return fp.get_output_directory() if fp is not None else None
+
+
+def unload_comfy_models() -> None:
+    """Ask ComfyUI to unload its own models and return cached GPU memory, before a pack-managed model
+    needs the GPU (no-op outside ComfyUI)."""
+    try:
+        import comfy.model_management as mm
+    except ImportError:
+        return
+    try:
+        mm.unload_all_models()
+        mm.soft_empty_cache()
+    except Exception as exc:  # never fail a run because ComfyUI could not unload
+        log.debug("wanlean: could not unload ComfyUI's models: %s", exc)

@@ -135,7 +135,8 @@ def diffusers_text_encoder(folder: str, torch_dtype) -> LazyTextEncoder:
             from transformers import AutoTokenizer
 
             tokenizer_holder.append(AutoTokenizer.from_pretrained(folder, subfolder="tokenizer", local_files_only=True))
-        return tokenizer_holder[0](text, add_special_tokens=True).input_ids
+        # verbose=False: over-long prompts are expected here; the cut at 512 is ours, and reported
+        return tokenizer_holder[0](text, add_special_tokens=True, verbose=False).input_ids
 
     def load_encoder():
         from transformers import UMT5EncoderModel

@@ -1,0 +1,150 @@
+"""Where the weights live while a session runs: the three memory modes.
+
+- `gpu`: everything resident on the device (fastest; A14B in bf16 needs ~57 GB for the two experts
+  plus ~11 GB for umT5-XXL).
+- `model_offload`: one big module on the device at a time. The inactive expert moves to the CPU at the
+  expert switch; the text encoder and the VAE come to the device only while they run. Peak ≈ one expert.
+- `sequential_offload`: the transformers stay on the CPU and their blocks are streamed to the device one
+  at a time (diffusers group offloading, block level, with a CUDA stream to overlap copies); the text
+  encoder and VAE move as in `model_offload`. Least device memory, slowest.
+
+On a CPU-only machine every mode runs the same computation (the moves are no-ops).
+State is kept in `session.extras["memory"]`, so the loaders never deal with it.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from contextlib import contextmanager
+
+OFFLOAD_DEVICE = "cpu"
+
+
+def _state(session) -> dict:
+    return session.extras.setdefault("memory", {"prepared": None, "move_seconds": 0.0, "moves": 0})
+
+
+def _big_modules(session) -> list:
+    modules = [session.transformer, session.transformer_2, session.vae]
+    encoder = _loaded_encoder(session)
+    if encoder is not None:
+        modules.append(encoder)
+    return [m for m in modules if m is not None]
+
+
+def _loaded_encoder(session):
+    source = session.text_encoder
+    if source is None or not getattr(source, "loaded", False):
+        return None
+    return source.encoder()
+
+
+def _move(session, module, device) -> None:
+    """Move `module` if it is not already there (timed for reports)."""
+    import torch
+
+    device = torch.device(device)
+    current = next(module.parameters(), None)
+    if current is None or _same_device(current.device, device):
+        return
+    started = time.perf_counter()
+    module.to(device)
+    state = _state(session)
+    state["move_seconds"] += time.perf_counter() - started
+    state["moves"] += 1
+
+
+def _same_device(a, b) -> bool:
+    if a.type != b.type:
+        return False
+    if a.type != "cuda":
+        return True
+    import torch
+
+    index_a = a.index if a.index is not None else torch.cuda.current_device()
+    index_b = b.index if b.index is not None else torch.cuda.current_device()
+    return index_a == index_b
+
+
+def prepare(session) -> None:
+    """Place the session's weights for its memory mode (once; later calls return at once)."""
+    state = _state(session)
+    if state["prepared"] == session.memory_mode:
+        return
+    mode = session.memory_mode
+    experts = [m for m in (session.transformer, session.transformer_2) if m is not None]
+    if mode == "gpu":
+        for module in _big_modules(session):
+            _move(session, module, session.device)
+    elif mode == "model_offload":
+        for module in _big_modules(session):
+            _move(session, module, OFFLOAD_DEVICE)
+    elif mode == "sequential_offload":
+        for module in _big_modules(session):
+            _move(session, module, OFFLOAD_DEVICE)
+        for expert in experts:
+            _stream_blocks(expert, session.device)
+    state["prepared"] = mode
+
+
+def _stream_blocks(module, device) -> None:
+    """diffusers group offloading, one transformer block per group."""
+    import torch
+    from diffusers.hooks import apply_group_offloading
+
+    on_cuda = torch.device(device).type == "cuda"
+    apply_group_offloading(
+        module,
+        onload_device=torch.device(device),
+        offload_device=torch.device(OFFLOAD_DEVICE),
+        offload_type="block_level",
+        num_blocks_per_group=1,
+        non_blocking=on_cuda,
+        use_stream=on_cuda,  # copy the next block while this one computes
+    )
+
+
+def activate(session, module) -> None:
+    """Make `module` (an expert, the VAE or the text encoder) ready to run on the device.
+
+    In `model_offload` the module that was on the device goes back to the CPU first, so only one big
+    module is ever resident: this is where the experts swap at the boundary."""
+    mode = session.memory_mode
+    if mode == "gpu":
+        _move(session, module, session.device)
+        return
+    is_streamed = mode == "sequential_offload" and module in (session.transformer, session.transformer_2)
+    if is_streamed:
+        return  # its blocks come and go by themselves
+    for other in _big_modules(session):
+        if other is not module and not (mode == "sequential_offload" and other in (session.transformer, session.transformer_2)):
+            _move(session, other, OFFLOAD_DEVICE)
+    _move(session, module, session.device)
+
+
+@contextmanager
+def text_encoder_placed(session, encoder):
+    """Context for one encoder forward: yields the device to put the ids on. Outside `gpu` mode the
+    encoder leaves the device afterwards."""
+    activate(session, encoder)
+    try:
+        yield session.device
+    finally:
+        if session.memory_mode != "gpu":
+            _move(session, encoder, OFFLOAD_DEVICE)
+
+
+def release(session=None) -> None:
+    """Give freed device memory back (after a run, a cancel or an out-of-memory error)."""
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def move_stats(session) -> tuple[int, float]:
+    """(moves, seconds spent moving weights) since the session was loaded."""
+    state = _state(session)
+    return state["moves"], state["move_seconds"]
