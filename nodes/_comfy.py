@@ -112,6 +112,20 @@ def show_text(node_id, text: str) -> None:
         log.debug("wanlean: could not send progress text: %s", exc)
 
 
+def add_route(method: str, path: str, handler) -> bool:
+    """Add an aiohttp route to the running ComfyUI server (ComfyUI also serves it under /api/); False
+    outside ComfyUI. Looks only at an already-imported `server` module: importing it here would pull in
+    all of ComfyUI (tests import the pack in-process)."""
+    import sys
+
+    server_class = getattr(sys.modules.get("server"), "PromptServer", None)
+    instance = getattr(server_class, "instance", None)
+    if instance is None:
+        return False
+    instance.routes.route(method, path)(handler)
+    return True
+
+
 def output_directory() -> str | None:
     """ComfyUI's output folder (None outside ComfyUI)."""
     fp = folder_paths()

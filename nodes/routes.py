@@ -1,0 +1,104 @@
+"""Server routes for the editor. Added to ComfyUI's PromptServer when the node modules are imported,
+so ComfyUI also serves each under /api/. Outside ComfyUI `register` does nothing and `answer_tokens`
+can be called directly.
+
+POST /wanlean/tokens  {"text": str, "tokenizer": name from models/text_encoders or "estimate",
+                       "negative": str (optional), "budget": int (optional, default 512)}
+  200 → the counts (see wanlean.tokens.TokenReport.as_dict); 400 → {"error": message} for bad input or an
+  unusable file; 413 → {"error": ...} for a body over 1 MB.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from ..wanlean import tokens
+from ..wanlean.errors import WanLeanError
+from . import _comfy
+
+log = logging.getLogger("wanlean")
+
+TOKENS_ROUTE = "/wanlean/tokens"
+MAX_BODY_BYTES = 1024 * 1024
+MAX_BUDGET = 100000
+_registered = False
+
+
+def answer_tokens(body: bytes) -> tuple[int, dict]:
+    """(HTTP status, JSON answer) for a /wanlean/tokens request body. Never raises."""
+    try:
+        return 200, _count(_parse(body))
+    except WanLeanError as exc:
+        return 400, {"error": str(exc)}
+    except Exception as exc:  # a bug must cost one request, never the server
+        log.exception("[WanLean] %s failed", TOKENS_ROUTE)
+        return 500, {"error": f"token count failed: {type(exc).__name__}: {exc}"}
+
+
+def _parse(body: bytes) -> dict:
+    try:
+        request = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise WanLeanError(f"the request body must be JSON in UTF-8 ({exc}).") from None
+    if not isinstance(request, dict):
+        raise WanLeanError('the request body must be a JSON object: {"text": ..., "tokenizer": ...}.')
+    if not isinstance(request.get("text"), str):
+        raise WanLeanError('text is required and must be a string: {"text": "a red fox", "tokenizer": "estimate"}.')
+    tokenizer = request.get("tokenizer", tokens.ESTIMATE)
+    if not isinstance(tokenizer, str):
+        raise WanLeanError("tokenizer must be a file name from models/text_encoders or 'estimate'.")
+    negative = request.get("negative")
+    if negative is not None and not isinstance(negative, str):
+        raise WanLeanError("negative must be a string when given.")
+    budget = request.get("budget", tokens.WAN_TEXT_LEN)
+    if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= MAX_BUDGET:
+        raise WanLeanError(f"budget must be a whole number from 1 to {MAX_BUDGET} (Wan keeps 512); got {budget!r}.")
+    return {"text": request["text"], "tokenizer": tokenizer, "negative": negative, "budget": budget}
+
+
+def _count(request: dict) -> dict:
+    from .token_count import resolve_tokenizer  # token_count imports this module
+
+    tokenizer = resolve_tokenizer(request["tokenizer"])
+    report = tokens.analyze(tokenizer, request["text"], request["negative"], request["budget"])
+    return report.as_dict()
+
+
+async def _read_body(request) -> bytes | None:
+    """The body, or None when it is over MAX_BODY_BYTES (checked before and while reading)."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        return None
+    chunks, size = [], 0
+    while True:
+        chunk = await request.content.read(64 * 1024)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+
+
+def register() -> bool:
+    """Add the routes to ComfyUI's server once; False outside ComfyUI."""
+    global _registered
+    if not _registered:
+        _registered = _comfy.add_route("POST", TOKENS_ROUTE, _tokens_handler)
+    return _registered
+
+
+async def _tokens_handler(request):
+    import asyncio
+
+    from aiohttp import web  # ComfyUI's own dependency; only needed inside ComfyUI
+
+    body = await _read_body(request)
+    if body is None:
+        return web.json_response(
+            {"error": f"the request body is over {MAX_BODY_BYTES // (1024 * 1024)} MB; send a shorter text."},
+            status=413,
+        )
+    # A very long text takes milliseconds to count: keep it off the event loop that serves the UI.
+    status, answer = await asyncio.get_running_loop().run_in_executor(None, answer_tokens, body)
+    return web.json_response(answer, status=status)
