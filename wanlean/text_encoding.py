@@ -122,9 +122,10 @@ def _run_encoder(encoder, batch_ids: list[list[int]], pad_id: int, place) -> lis
 
 
 def _module_device(module):
-    from diffusers.utils.torch_utils import get_module_execution_device
+    import torch
 
-    return get_module_execution_device(module)
+    parameter = next(module.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def pad_rows(rows, text_len: int = WAN_TEXT_LEN):

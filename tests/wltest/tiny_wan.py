@@ -23,14 +23,15 @@ def tokenizer_folder(path: Path, spiece_bytes: bytes | None = None) -> Path:
     """A Hugging Face tokenizer folder (tokenizer.json + tokenizer_config.json) from a sentencepiece model,
     loadable with AutoTokenizer (transformers 5: T5Tokenizer backed by tokenizers)."""
     import sentencepiece as spm
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     from .tiny import train_spiece
 
     processor = spm.SentencePieceProcessor(model_proto=spiece_bytes or train_spiece())
     vocab = [(processor.id_to_piece(i), processor.get_score(i)) for i in range(processor.get_piece_size())]
     tokenizer = Tokenizer(models.Unigram(vocab, unk_id=processor.unk_id(), byte_fallback=False))
-    tokenizer.normalizer = normalizers.Replace(" {2,}", " ")  # sentencepiece drops repeated spaces too
+    # sentencepiece normalises with NFKC (nmt_nfkc: full-width "，" becomes ",") and drops repeated spaces
+    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()])
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     tokenizer.post_processor = processors.TemplateProcessing(
@@ -39,7 +40,8 @@ def tokenizer_folder(path: Path, spiece_bytes: bytes | None = None) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     tokenizer.save(str(path / "tokenizer.json"))
     config = {
-        "tokenizer_class": "T5Tokenizer",
+        # Loaded verbatim (transformers 5 rebuilds a T5Tokenizer from the vocabulary and drops the normaliser).
+        "tokenizer_class": "PreTrainedTokenizerFast",
         "eos_token": "</s>",
         "pad_token": "<pad>",
         "unk_token": "<unk>",
