@@ -196,6 +196,11 @@ def inspect_diffusion_model(path: str, what: str = "high_noise_model") -> ModelF
             f"{what}: '{name}' is a Wan model with {in_channels} input channels, which is neither the T2V-A14B "
             "architecture (16) nor TI2V-5B (48). Choose a Wan2.2 text-to-video model."
         )
+    if family == "A14B" and dim == 1536:
+        raise WanLeanError(
+            f"{what}: '{name}' is Wan2.1 T2V-1.3B (width 1536), not a Wan2.2 model. Choose the Wan2.2 T2V-A14B "
+            "experts or the TI2V-5B model."
+        )
     if dim % WAN_HEAD_DIM:
         raise WanLeanError(
             f"{what}: '{name}' has width {dim}, not a multiple of Wan's 128-wide attention heads; it is not a "
@@ -219,11 +224,6 @@ def inspect_diffusion_model(path: str, what: str = "high_noise_model") -> ModelF
     ffn_dim = shape("blocks.0.ffn.0.weight", "blocks.0.ffn.net.0.proj.weight")[0]
     qk_norm = ("blocks.0.self_attn.norm_q.weight" if layout == "wan" else "blocks.0.attn1.norm_q.weight") in weights
     cross_attn_norm = "blocks.0.norm3.weight" in weights if layout == "wan" else "blocks.0.norm2.weight" in weights
-    if family == "A14B" and dim == 1536:
-        raise WanLeanError(
-            f"{what}: '{name}' is Wan2.1 T2V-1.3B (width 1536), not a Wan2.2 model. Choose the Wan2.2 T2V-A14B "
-            "experts or the TI2V-5B model."
-        )
 
     config = shipped_config(family)
     config.update(
