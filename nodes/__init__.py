@@ -9,6 +9,8 @@ from ._registry import collect
 # Node modules, in menu order. Each exports NODE_CLASS_MAPPINGS and NODE_DISPLAY_NAME_MAPPINGS.
 NODE_MODULES = (
     "prompt_template",
+    "compress",
+    "truncate",
     "token_count",
     "generation_cost",
     "wan_sampler",

@@ -144,3 +144,49 @@ def unload_comfy_models() -> None:
         mm.soft_empty_cache()
     except Exception as exc:  # never fail a run because ComfyUI could not unload
         log.debug("wanlean: could not unload ComfyUI's models: %s", exc)
+
+
+def register_model_folder(kind: str) -> None:
+    """Make `models/<kind>` a ComfyUI model folder (extra_model_paths.yaml may add more paths for it)."""
+    fp = folder_paths()
+    if fp is None:
+        return
+    try:
+        fp.add_model_folder_path(kind, os.path.join(fp.models_dir, kind))
+    except Exception as exc:  # an older or unusual folder_paths: the folder list is just empty then
+        log.debug("wanlean: could not register models/%s: %s", kind, exc)
+
+
+def model_subfolders(kind: str, marker: str = "config.json") -> list[str]:
+    """Sub-folders (one or two levels, "name" or "owner/name") of the `kind` model folders that hold
+    `marker`: model folders such as Hugging Face snapshots. [] outside ComfyUI."""
+    found: list[str] = []
+    for root in model_folders(kind):
+        if not os.path.isdir(root):
+            continue
+        for name in sorted(os.listdir(root)):
+            path = os.path.join(root, name)
+            if not os.path.isdir(path):
+                continue
+            if os.path.isfile(os.path.join(path, marker)):
+                found.append(name)
+                continue
+            for inner in sorted(os.listdir(path)):
+                if os.path.isfile(os.path.join(path, inner, marker)):
+                    found.append(f"{name}/{inner}")
+    return list(dict.fromkeys(found))
+
+
+def model_subfolder_path(kind: str, name: str, what: str) -> str:
+    """The full path of a listed sub-folder of the `kind` model folders; only listed names are
+    accepted, so a request cannot reach folders elsewhere. `what` names the input in messages."""
+    if name not in model_subfolders(kind):
+        raise WanLeanError(
+            f"{what}: '{name}' is not a model folder in models/{kind}. Put the model's folder (with its "
+            "config.json) there, then refresh the node list."
+        )
+    for root in model_folders(kind):
+        path = os.path.join(root, *name.split("/"))
+        if os.path.isdir(path):
+            return path
+    raise WanLeanError(f"{what}: '{name}' was listed but cannot be found in models/{kind}; refresh and retry.")
