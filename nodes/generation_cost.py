@@ -9,6 +9,7 @@ class WanLeanGenerationCost:
 
     CATEGORY = "WanLean/prompt"
     FUNCTION = "run"
+    OUTPUT_NODE = True  # shows its report, so it runs even when nothing uses its outputs
     RETURN_TYPES = ("INT", "INT", "INT", "INT", "INT", "FLOAT", "FLOAT", "FLOAT", "STRING")
     RETURN_NAMES = (
         "latent_frames",

@@ -23,6 +23,7 @@ class WanLeanTokenCount:
 
     CATEGORY = "WanLean/prompt"
     FUNCTION = "run"
+    OUTPUT_NODE = True  # shows its report, so it runs even when nothing uses its outputs
     RETURN_TYPES = ("INT", "BOOLEAN", "STRING")
     RETURN_NAMES = ("tokens", "over_budget", "report")
     OUTPUT_TOOLTIPS = (
