@@ -6,7 +6,6 @@ and writes them on fd 4, so no websocket library and no driver download is neede
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import queue
@@ -47,6 +46,8 @@ class Chromium:
         self.profile = tempfile.mkdtemp(prefix="wanlean-chromium-")
         to_child_r, self._to_child_w = os.pipe()
         self._from_child_r, from_child_w = os.pipe()
+
+        import fcntl  # POSIX only; imported here so the module imports (and tests skip) elsewhere
 
         def child_fds():  # move the pipe ends to fds 3 (commands in) and 4 (answers out)
             a = fcntl.fcntl(to_child_r, fcntl.F_DUPFD, 10)
