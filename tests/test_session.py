@@ -90,3 +90,24 @@ def test_bad_dtype_device_and_memory_mode():
 def test_wan_session_is_a_plain_dataclass():
     assert {"model_type", "transformer", "transformer_2", "vae", "text_encoder", "boundary_ratio", "expand_timesteps",
             "dtype", "device", "memory_mode", "source", "extras"} == set(WanSession.__dataclass_fields__)
+
+
+def test_loading_without_accelerate_gives_the_same_model(monkeypatch):
+    """ComfyUI's environment has no accelerate; diffusers cannot load a Wan transformer without it."""
+    import torch
+
+    from wanlean import diffusers_folder
+
+    folder = str(tiny_folder("A14B"))
+    for dtype in ("fp32", "bf16"):
+        expected = load_diffusers_folder(folder, device="cpu", dtype=dtype)  # diffusers' from_pretrained
+        with monkeypatch.context() as patch:
+            patch.setattr(diffusers_folder, "_accelerate_available", lambda: False)
+            fallback = load_diffusers_folder(folder, device="cpu", dtype=dtype)
+        for ours, theirs in ((fallback.transformer, expected.transformer), (fallback.transformer_2, expected.transformer_2)):
+            ours_state, theirs_state = ours.state_dict(), theirs.state_dict()
+            assert ours_state.keys() == theirs_state.keys()
+            for key, tensor in theirs_state.items():
+                assert ours_state[key].dtype == tensor.dtype and torch.equal(ours_state[key], tensor), key
+            assert ours.rope.freqs_cos.dtype == theirs.rope.freqs_cos.dtype
+            assert torch.equal(ours.rope.freqs_cos, theirs.rope.freqs_cos) and torch.equal(ours.rope.freqs_sin, theirs.rope.freqs_sin)

@@ -105,7 +105,11 @@ def load_diffusers_folder(folder: str, dtype: str = "auto", memory_mode: str = "
     folder = os.path.realpath(folder)
 
     def load_transformer(subfolder):
-        return WanTransformer3DModel.from_pretrained(folder, subfolder=subfolder, torch_dtype=torch_dtype, local_files_only=True).eval()
+        if _accelerate_available():
+            return WanTransformer3DModel.from_pretrained(folder, subfolder=subfolder, torch_dtype=torch_dtype, local_files_only=True).eval()
+        # ComfyUI does not install accelerate, without which diffusers cannot load a Wan transformer.
+        config = WanTransformer3DModel.load_config(folder, subfolder=subfolder, local_files_only=True)
+        return wan_transformer_from_state_dict(config, read_state_dict(os.path.join(folder, subfolder)), torch_dtype)
 
     transformer = load_transformer("transformer")
     transformer_2 = load_transformer("transformer_2") if model_type == "A14B" else None
@@ -157,3 +161,68 @@ def _encoder_identity(folder: str, torch_dtype) -> str:
                 stat = os.stat(path)
                 digest.update(f"{part}/{name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
     return f"diffusers:{os.path.basename(folder)}:{str(torch_dtype).removeprefix('torch.')}:{digest.hexdigest()[:16]}"
+
+
+def _accelerate_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("accelerate") is not None
+
+
+def read_state_dict(component_folder: str) -> dict:
+    """The tensors of a diffusers component folder: one safetensors file or an index of shards."""
+    from safetensors.torch import load_file
+
+    names = os.listdir(component_folder)
+    index = [n for n in names if n.endswith(".safetensors.index.json")]
+    if index:
+        with open(os.path.join(component_folder, index[0]), encoding="utf-8") as f:
+            shards = sorted(set(json.load(f)["weight_map"].values()))
+    else:
+        shards = [n for n in names if n.endswith(".safetensors")]
+    if not shards:
+        raise WanLeanError(
+            f"folder: '{component_folder}' has no .safetensors weights (only safetensors diffusers folders are supported)."
+        )
+    state_dict = {}
+    for shard in shards:
+        state_dict.update(load_file(os.path.join(component_folder, shard)))
+    return state_dict
+
+
+def wan_transformer_from_state_dict(config: dict, state_dict: dict, torch_dtype, device="cpu"):
+    """A `WanTransformer3DModel` from a config and a diffusers-named state dict, without accelerate and
+    without initialising random weights first: built on the meta device, then the tensors are assigned.
+    Like diffusers' `from_pretrained(torch_dtype=...)`, the modules in `_keep_in_fp32_modules` stay fp32.
+    (Single-file loaders can use this too, after converting key names.)"""
+    import torch
+    from diffusers import WanTransformer3DModel
+
+    with torch.device("meta"):
+        model = WanTransformer3DModel.from_config(config)
+    keep_fp32 = WanTransformer3DModel._keep_in_fp32_modules or []
+    converted = {}
+    for name, tensor in state_dict.items():
+        dtype = torch.float32 if any(part in name.split(".") for part in keep_fp32) else torch_dtype
+        converted[name] = tensor.to(device=device, dtype=dtype) if tensor.is_floating_point() else tensor.to(device)
+    missing, unexpected = model.load_state_dict(converted, strict=False, assign=True)
+    if missing or unexpected:
+        raise WanLeanError(
+            f"transformer weights do not match the config: {len(missing)} missing (e.g. {missing[:2]}), "
+            f"{len(unexpected)} unexpected (e.g. {unexpected[:2]})."
+        )
+    restore_rope(model, device)
+    return model.eval()
+
+
+def restore_rope(model, device="cpu") -> None:
+    """The rotary tables are non-persistent buffers computed in __init__: on a model built on the meta
+    device they must be computed again (in float64, as diffusers does)."""
+    import torch
+
+    rope = model.rope
+    with torch.device(device):
+        model.rope = type(rope)(rope.attention_head_dim, rope.patch_size, rope.max_seq_len)
+    leftover = [name for name, tensor in list(model.named_parameters()) + list(model.named_buffers()) if tensor.is_meta]
+    if leftover:
+        raise WanLeanError(f"transformer: {len(leftover)} tensors were never loaded (e.g. {leftover[:3]}).")

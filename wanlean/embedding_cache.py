@@ -179,6 +179,8 @@ class EmbeddingCache:
         """(entry, where): where is "memory", "disk" or "miss"."""
         entry = self.memory.get(key)
         if entry is not None:
+            if self.disk is not None and not os.path.isfile(self.disk.path(key)):
+                self.disk.put(key, entry)  # encoded before the disk cache was turned on: keep it too
             return entry, "memory"
         if self.disk is not None:
             entry = self.disk.get(key)

@@ -1,0 +1,183 @@
+"""WanLeanLoadDiffusers and WanLeanSampler as ComfyUI calls them (in-process, tiny pipelines)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from wltest.pack import PACK_ROOT
+from wltest.tiny_wan import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, tiny_folder
+
+from wanlean.sampler import OFFICIAL_NEGATIVE
+
+
+@pytest.fixture()
+def nodes(pack, monkeypatch, tmp_path):
+    """The pack's wan_sampler module with models/diffusers pointing at the tiny folders and the output
+    folder at tmp_path."""
+    module = pack.nodes.wan_sampler
+    root = tmp_path / "diffusers"
+    (root / "wan22").mkdir(parents=True)
+    os.symlink(tiny_folder("A14B"), root / "wan22" / "tiny-a14b")
+    os.symlink(tiny_folder("TI2V-5B"), root / "tiny-ti2v")
+    monkeypatch.setattr(module._comfy, "model_folders", lambda kind: [str(root)] if kind == "diffusers" else [])
+    monkeypatch.setattr(module._comfy, "output_directory", lambda: str(tmp_path / "output"))
+    return module
+
+
+def raises_wanlean(match):
+    """The pack's WanLeanError (its class comes from the pack's own import of `wanlean`)."""
+    return pytest.raises(ValueError, match=match)
+
+
+def load(nodes, name="wan22/tiny-a14b", memory_mode="gpu"):
+    (pipe,) = nodes.WanLeanLoadDiffusers().run(name, "auto", memory_mode, "cpu")
+    return pipe
+
+
+def sample(nodes, pipe, **overrides):
+    values = dict(prompt="a red fox runs through deep snow", negative=OFFICIAL_NEGATIVE, width=TINY_WIDTH, height=TINY_HEIGHT,
+                  frames=TINY_FRAMES, steps=3, cfg_high=4.0, cfg_low=3.0, shift=12.0, seed=1, sampler="unipc", text_cache="memory")
+    values.update(overrides)
+    return nodes.WanLeanSampler().run(pipe, **values)
+
+
+def test_schema_ids_categories_defaults_and_tooltips(pack):
+    loader = pack.NODE_CLASS_MAPPINGS["WanLeanLoadDiffusers"]
+    sampler = pack.NODE_CLASS_MAPPINGS["WanLeanSampler"]
+    assert loader.CATEGORY == "WanLean/loaders" and sampler.CATEGORY == "WanLean/video"
+    assert loader.RETURN_TYPES == ("WANLEAN_PIPE",)
+    assert sampler.RETURN_TYPES == ("IMAGE", "INT,FLOAT", "LATENT", "STRING")
+    assert sampler.RETURN_NAMES == ("images", "fps", "latent", "report")
+    assert len(sampler.OUTPUT_TOOLTIPS) == 4
+    schema = sampler.INPUT_TYPES()
+    required = schema["required"]
+    assert required["pipe"][0] == "WANLEAN_PIPE"
+    assert required["negative"][1]["default"] == OFFICIAL_NEGATIVE
+    defaults = {name: required[name][1]["default"] for name in ("width", "height", "frames", "steps", "cfg_high", "cfg_low", "shift")}
+    assert defaults == dict(width=1280, height=720, frames=81, steps=40, cfg_high=4.0, cfg_low=3.0, shift=12.0)
+    assert schema["optional"]["boundary"][1]["default"] == 0.0
+    for cls in (loader, sampler):
+        spec = cls.INPUT_TYPES()
+        for section in ("required", "optional"):
+            for name, (kind, options) in spec.get(section, {}).items():
+                assert options.get("tooltip"), f"{cls.__name__}.{name}"
+
+
+def test_folder_list_holds_pipelines_not_their_components(nodes):
+    assert nodes.diffusers_folder_names() == ["tiny-ti2v", "wan22/tiny-a14b"]
+
+
+def test_unlisted_folder_is_refused(nodes):
+    with raises_wanlean("not a diffusers folder in models/diffusers"):
+        nodes.WanLeanLoadDiffusers().run("../../etc", "auto", "gpu", "cpu")
+
+
+def test_load_and_sample_give_comfyui_outputs(nodes):
+    out = sample(nodes, load(nodes))
+    images, fps, latent, report = out["result"]
+    assert images.shape == (TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, 3) and images.dtype == torch.float32
+    assert 0.0 <= images.min() and images.max() <= 1.0
+    assert fps == 16 and isinstance(fps, int)
+    assert set(latent) == {"samples"} and latent["samples"].shape == (1, 16, 2, 4, 4)
+    assert "high-noise expert: 2 steps, 4 forwards" in report and "low-noise expert: 1 steps, 2 forwards" in report
+    assert out["ui"]["text"] == [report]
+
+
+def test_ti2v_pipe_outputs_24_fps(nodes):
+    images, fps, latent, report = sample(nodes, load(nodes, "tiny-ti2v"))["result"]
+    assert fps == 24 and latent["samples"].shape[1] == 48 and images.shape[0] == TINY_FRAMES
+
+
+def test_progress_advances_once_per_step_and_cancel_stops_within_a_step(nodes, monkeypatch):
+    updates = []
+
+    class Bar:
+        def __init__(self, total):
+            self.total = total
+
+        def update(self, value=1):
+            updates.append((self.total, value))
+
+    monkeypatch.setattr(nodes._comfy, "progress_bar", Bar)
+    pipe = load(nodes)
+    sample(nodes, pipe, steps=3)
+    assert updates == [(3, 1)] * 3
+
+    class Interrupted(Exception):
+        pass
+
+    checks = []
+
+    def interrupt_on_second_step():
+        checks.append(1)
+        if len(updates) >= 5:  # 3 from the first run, then the second step of this one
+            raise Interrupted()
+
+    monkeypatch.setattr(nodes._comfy, "throw_if_interrupted", interrupt_on_second_step)
+    forwards = []
+    handle = pipe.transformer.register_forward_pre_hook(lambda *a: forwards.append(1))
+    try:
+        with pytest.raises(Interrupted):
+            sample(nodes, pipe, steps=3, cfg_high=4.0)
+    finally:
+        handle.remove()
+    assert len(updates) == 5 and len(forwards) == 4  # 2 steps × 2 forwards, then stopped
+
+
+def test_disk_cache_lands_in_the_output_folder_and_hits_after(nodes, tmp_path):
+    pipe = load(nodes)
+    sample(nodes, pipe, text_cache="memory + disk", prompt="a lighthouse in a storm")
+    folder = tmp_path / "output" / "wanlean" / "text_embedding_cache"
+    assert len(list(folder.glob("*.safetensors"))) == 2  # prompt and negative
+    report = sample(nodes, load(nodes), text_cache="memory + disk", prompt="a lighthouse in a storm")["result"][3]
+    assert "prompt: " in report and "cache hit" in report and "0 encoder forward(s)" in report
+
+
+def test_bad_input_raises_wanlean_error_naming_the_input(nodes):
+    pipe = load(nodes)
+    with raises_wanlean(r"frames must be 4k\+1, e.g. 81; got 80"):
+        sample(nodes, pipe, frames=80)
+
+
+def test_without_diffusers_prompt_nodes_load_and_video_nodes_name_the_package(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import logging, sys
+        logging.basicConfig(level=logging.WARNING, stream=sys.stdout)
+        sys.modules["diffusers"] = None  # as if not installed
+        sys.path[:0] = [{str(PACK_ROOT)!r}, {str(PACK_ROOT / "tests")!r}]
+        from wltest.pack import load_pack
+        pack = load_pack()
+        assert "WanLeanPromptTemplate" in pack.NODE_CLASS_MAPPINGS
+        loader = pack.NODE_CLASS_MAPPINGS["WanLeanLoadDiffusers"]
+        try:
+            loader().run("x", "auto", "gpu", "cpu")
+        except Exception as exc:
+            print("RUN:", type(exc).__name__, exc)
+        print("DISABLED:", pack.nodes.DISABLED)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "'diffusers' is missing" in output  # logged when the pack loads
+    assert "RUN: WanLeanError" in output and "pip install diffusers" in output
+    assert "DISABLED: {}" in output
+
+
+def test_importing_the_video_nodes_imports_neither_torch_nor_diffusers():
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path[:0] = [{str(PACK_ROOT)!r}, {str(PACK_ROOT / "tests")!r}]
+        import importlib.util
+        from wltest.pack import load_pack
+        pack = load_pack()
+        print("WAN", "WanLeanSampler" in pack.NODE_CLASS_MAPPINGS, "diffusers" in sys.modules)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "WAN True False" in result.stdout, result.stdout + result.stderr
