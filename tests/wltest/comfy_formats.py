@@ -361,3 +361,25 @@ def tiny_set() -> TinySet:
     if not _TINY:
         _TINY.append(TinySet())
     return _TINY[0]
+
+
+def diffusers_folder(tiny: TinySet, kind: str = "A14B") -> str:
+    """The same tiny models saved as a diffusers WanPipeline folder (what WanLeanLoadDiffusers reads)."""
+    from diffusers import UniPCMultistepScheduler, WanPipeline
+    from transformers import AutoTokenizer
+
+    from .tiny_wan import tokenizer_folder
+
+    def write():
+        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_folder(tiny.root / "tokenizer", tiny.spiece)))
+        scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000, flow_shift=3.0)
+        common = dict(tokenizer=tokenizer, text_encoder=tiny.text_encoder, scheduler=scheduler)
+        if kind == "A14B":
+            pipe = WanPipeline(**common, vae=tiny.vae21, transformer=tiny.high, transformer_2=tiny.low, boundary_ratio=0.875)
+        else:
+            pipe = WanPipeline(**common, vae=tiny.vae22, transformer=tiny.ti2v, expand_timesteps=True)
+        folder = tiny.root / f"diffusers-{kind}"
+        pipe.save_pretrained(str(folder), safe_serialization=True)
+        return folder
+
+    return tiny._once(("d", kind), write)
