@@ -31,13 +31,13 @@ FORMATS = (
 
 
 # --- tiny models -------------------------------------------------------------------------------------------
-def tiny_transformer(channels: int = 16, seed: int = 0, num_layers: int = 2):
+def tiny_transformer(channels: int = 16, seed: int = 0, num_layers: int = 2, dim: int = TINY_DIM):
     import torch
     from diffusers import WanTransformer3DModel
 
     torch.manual_seed(seed)
     model = WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=TINY_DIM // 128, attention_head_dim=128, in_channels=channels,
+        patch_size=(1, 2, 2), num_attention_heads=dim // 128, attention_head_dim=128, in_channels=channels,
         out_channels=channels, text_dim=TEXT_DIM, freq_dim=32, ffn_dim=64, num_layers=num_layers,
         cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32,
     ).eval()

@@ -121,14 +121,20 @@ def read_lora(path: str, what: str = "lora") -> dict[str, tuple]:
 
 def _share_clone(module):
     """A new module tree sharing every parameter and buffer tensor with `module` (nothing is copied but the
-    Python objects), without diffusers hooks (a sampler attaches its own)."""
+    Python objects), without the diffusers hooks a sampler may have attached (memory placement): those
+    stay with `module`, and the clone gets its own when it is placed."""
     memo = {id(t): t for t in list(module.parameters()) + list(module.buffers())}
-    clone = copy.deepcopy(module, memo)
-    for sub in clone.modules():
+    stashed = []
+    for sub in module.modules():  # hooks hold streams and module references that cannot be copied
         if "_diffusers_hook" in sub.__dict__:
-            del sub.__dict__["_diffusers_hook"]
-            sub.__dict__.pop("forward", None)
-    return clone
+            stashed.append((sub, sub.__dict__.pop("_diffusers_hook"), sub.__dict__.pop("forward", None)))
+    try:
+        return copy.deepcopy(module, memo)
+    finally:
+        for sub, registry, forward in stashed:
+            sub.__dict__["_diffusers_hook"] = registry
+            if forward is not None:
+                sub.__dict__["forward"] = forward
 
 
 def _add_lora(transformer, layers: dict, strength: float, label: str, what: str, dtype) -> int:

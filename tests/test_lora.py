@@ -1,0 +1,160 @@
+"""LoRAs: strength 0 changes nothing, strength 1 changes the output, both experts take one, the three key
+layouts give the same result, the input session is never changed (ComfyUI hands one object to every
+branch), and a LoRA for another model is refused by name."""
+
+import pytest
+import torch
+
+from wanlean.comfy_files.load import load_comfy_files
+from wanlean.comfy_files.lora import LoRALinear, apply_loras, read_lora
+from wanlean.errors import WanLeanError
+from wltest.comfy_formats import lora_factors, tiny_set, tiny_transformer, write_lora_file
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_set()
+
+
+@pytest.fixture(scope="module")
+def session(tiny):
+    return load_comfy_files(tiny.transformer("high"), tiny.transformer("low"), tiny.umt5(), tiny.vae("2.1"), dtype="fp32", device="cpu")
+
+
+INPUTS = dict(
+    hidden_states=torch.randn(1, 16, 2, 4, 4, generator=torch.Generator().manual_seed(0)),
+    timestep=torch.tensor([600.0]),
+    encoder_hidden_states=torch.randn(1, 12, 32, generator=torch.Generator().manual_seed(1)),
+)
+
+
+def predict(transformer):
+    with torch.no_grad():
+        return transformer(**INPUTS, return_dict=False)[0]
+
+
+def test_strength_zero_or_none_changes_nothing(tiny, session):
+    assert apply_loras(session, (tiny.lora("high"), 0.0), None) is session
+    assert apply_loras(session, None, None) is session
+
+
+def test_strength_one_changes_the_expert_it_targets_only(tiny, session):
+    before_high, before_low = predict(session.transformer), predict(session.transformer_2)
+    with_lora = apply_loras(session, (tiny.lora("high"), 1.0), None)
+    assert not torch.allclose(predict(with_lora.transformer), before_high)
+    assert with_lora.transformer_2 is session.transformer_2
+    assert torch.equal(predict(with_lora.transformer_2), before_low)
+    assert with_lora.extras["loras"][0]["layers"] == 2 * 10
+
+
+def test_both_experts_take_a_lora(tiny, session):
+    both = apply_loras(session, (tiny.lora("high"), 1.0), (tiny.lora("low", seed=1), 0.5))
+    assert not torch.allclose(predict(both.transformer), predict(session.transformer))
+    assert not torch.allclose(predict(both.transformer_2), predict(session.transformer_2))
+    assert [n["expert"] for n in both.extras["loras"]] == ["high", "low"]
+    assert "LoRA (high: lora_high_comfy_0.safetensors @ 1, low: lora_low_comfy_1.safetensors @ 0.5)" in both.source
+
+
+def test_input_session_never_changes(tiny, session):
+    """No LoRA leaks into another branch using the same loader output, and no weight is copied."""
+    before = predict(session.transformer)
+    modules_before = [type(m) for m in session.transformer.modules()]
+    with_lora = apply_loras(session, (tiny.lora("high"), 1.0), None)
+    predict(with_lora.transformer)
+    assert torch.equal(predict(session.transformer), before)
+    assert [type(m) for m in session.transformer.modules()] == modules_before
+    assert not any(isinstance(m, LoRALinear) for m in session.transformer.modules())
+    shared = with_lora.transformer.blocks[0].attn1.to_q.base.weight
+    assert shared is session.transformer.blocks[0].attn1.to_q.weight  # shared, not copied
+    assert with_lora.text_encoder is session.text_encoder and with_lora.vae is session.vae
+    assert "memory" not in with_lora.extras  # the new session is placed on its own
+
+
+def test_the_math_is_base_plus_strength_times_up_down(tiny, session):
+    layer = session.transformer.blocks[1].ffn.net[2]
+    x = torch.randn(3, layer.in_features)
+    factors = lora_factors(tiny.high)["blocks.1.ffn.2"]
+    for strength in (1.0, 0.3, -1.0):
+        wrapped = apply_loras(session, (tiny.lora("high"), strength), None).transformer.blocks[1].ffn.net[2]
+        expected = layer(x) + strength * (x @ factors[0].T @ factors[1].T)
+        assert torch.allclose(wrapped(x), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", ["kohya", "diffusers"])
+def test_key_layouts_give_the_same_lora(tiny, session, layout):
+    reference = predict(apply_loras(session, (tiny.lora("high", "comfy"), 1.0), None).transformer)
+    other = predict(apply_loras(session, (tiny.lora("high", layout), 1.0), None).transformer)
+    assert torch.allclose(reference, other, atol=1e-5)
+
+
+def test_alpha_and_diff_b_are_honoured(tmp_path, tiny, session):
+    half = write_lora_file(tmp_path / "alpha.safetensors", tiny.high, "comfy", rank=4, alpha=2.0)
+    full = tiny.lora("high")
+    layer = "blocks.0.self_attn.q"
+    half_layers, full_layers = read_lora(str(half)), read_lora(full)
+    target = "blocks.0.attn1.to_q"
+    half_delta = half_layers[target][1] @ half_layers[target][0]
+    full_delta = full_layers[target][1] @ full_layers[target][0]
+    assert torch.allclose(half_delta * 2, full_delta, atol=1e-7)  # alpha / rank folded in
+    with_bias = read_lora(str(write_lora_file(tmp_path / "bias.safetensors", tiny.high, "comfy", bias_layer=layer)))
+    assert with_bias[target][2] is not None and with_bias[target][2].shape == (256,)
+
+
+def test_chaining_adds_up_and_keeps_the_first(tiny, session):
+    first = apply_loras(session, (tiny.lora("high"), 1.0), None)
+    first_out = predict(first.transformer)
+    second = apply_loras(first, (tiny.lora("high", seed=2), 1.0), None)
+    assert len(second.transformer.blocks[0].attn1.to_q.adapters) == 2
+    assert len(first.transformer.blocks[0].attn1.to_q.adapters) == 1
+    assert torch.equal(predict(first.transformer), first_out)
+    assert len(second.extras["loras"]) == 2
+
+
+def test_lora_on_fp8_stored_expert(tiny):
+    stored = load_comfy_files(tiny.transformer("high", "fp8_scaled"), tiny.transformer("low", "fp8_scaled"), tiny.umt5(), tiny.vae("2.1"),
+                              dtype="fp32", device="cpu", weight_storage="fp8")
+    with_lora = apply_loras(stored, None, (tiny.lora("low"), 1.0))
+    wrapped = with_lora.transformer_2.blocks[0].attn2.to_k
+    assert type(wrapped.base).__name__ == "Fp8Linear" and wrapped.weight.dtype == torch.float8_e4m3fn
+    assert not torch.allclose(predict(with_lora.transformer_2), predict(stored.transformer_2))
+
+
+def test_wrong_loras_refused(tmp_path, tiny, session):
+    wide = write_lora_file(tmp_path / "lora_for_wider_model.safetensors", tiny_transformer(16, dim=384), "comfy")
+    with pytest.raises(WanLeanError, match="does not fit 'blocks.0.attn1.to_q'.*LoRA for another model size"):
+        apply_loras(session, (str(wide), 1.0), None)
+    deep = write_lora_file(tmp_path / "lora_3_blocks.safetensors", tiny_transformer(16, seed=0, num_layers=3), "comfy")
+    with pytest.raises(WanLeanError, match="targets a layer this model does not have .*blocks.2"):
+        apply_loras(session, (str(deep), 1.0), None)
+    with pytest.raises(WanLeanError, match="is a Wan VAE, not a LoRA"):
+        apply_loras(session, (tiny.vae("2.1"), 1.0), None)
+    with pytest.raises(WanLeanError, match="pickle-based file"):
+        (tmp_path / "lora.pt").write_bytes(b"\x80\x04")
+        apply_loras(session, (str(tmp_path / "lora.pt"), 1.0), None)
+
+
+def test_low_noise_lora_on_ti2v_refused(tiny):
+    ti2v = load_comfy_files(tiny.transformer("ti2v"), None, tiny.umt5(), tiny.vae("2.2"), dtype="fp32", device="cpu")
+    with pytest.raises(WanLeanError, match="single transformer \\(TI2V-5B\\); put its LoRA in lora_high_noise"):
+        apply_loras(ti2v, None, (tiny.lora("low"), 1.0))
+
+
+def test_lora_on_a_diffusers_folder_session_and_after_offload_hooks(tiny):
+    """A session the sampler already placed (sequential_offload hooks on its blocks) still gives a clean
+    LoRA copy: the hooks stay with the input, and each session samples on its own."""
+    from wanlean.diffusers_folder import load_diffusers_folder
+    from wanlean.sampler import VideoRequest, generate
+    from wltest.comfy_formats import diffusers_folder
+    from wltest.tiny_wan import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH
+
+    folder = load_diffusers_folder(diffusers_folder(tiny, "A14B"), dtype="fp32", device="cpu", memory_mode="sequential_offload")
+    request = VideoRequest(prompt="a red fox", negative="blurry", width=TINY_WIDTH, height=TINY_HEIGHT, frames=TINY_FRAMES,
+                           steps=2, cfg_high=1.0, cfg_low=1.0, shift=12.0, seed=3)
+    plain = generate(folder, request)
+    assert any(hasattr(m, "_diffusers_hook") for m in folder.transformer.modules())
+    with_lora = apply_loras(folder, (tiny.lora("high"), 1.0), (tiny.lora("low", seed=1), 1.0))
+    assert not any("_diffusers_hook" in m.__dict__ for m in with_lora.transformer.modules())
+    changed = generate(with_lora, request)
+    again = generate(folder, request)
+    assert not torch.allclose(changed.frames, plain.frames)
+    assert torch.equal(again.frames, plain.frames)
