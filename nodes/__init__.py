@@ -14,6 +14,7 @@ NODE_MODULES = (
     "token_count",
     "generation_cost",
     "wan_sampler",
+    "wan_files",
 )
 
 NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, DISABLED = collect(__name__, NODE_MODULES)

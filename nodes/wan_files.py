@@ -1,0 +1,136 @@
+"""WanLeanLoadComfyFiles and WanLeanLoRA: Wan2.2 from the single files in ComfyUI's model folders.
+
+Thin: file names become paths (only names ComfyUI lists), everything else is `wanlean.comfy_files`.
+torch and diffusers are imported only when a node runs.
+"""
+
+from __future__ import annotations
+
+from ..wanlean.errors import WanLeanError, missing_package
+from ..wanlean.session import MEMORY_MODES
+from . import _comfy
+
+PIPE = "WANLEAN_PIPE"
+NONE = "none"
+WEIGHT_STORAGES = ("as_file", "fp8")  # wanlean.comfy_files.load.WEIGHT_STORAGES, without importing torch here
+TEXT_ENCODER_DEVICES = ("cpu", "gpu")
+
+
+def _require_diffusers() -> None:
+    try:
+        import diffusers  # noqa: F401
+    except ImportError:
+        raise missing_package("diffusers", "WanLean's Wan2.2 video nodes") from None
+
+
+def _path(kind: str, name: str, what: str) -> str:
+    return _comfy.model_path(kind, name, what)
+
+
+class _LoadProgress:
+    """ComfyUI's progress bar over the tensors loaded; Cancel stops the load between two tensors."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = _comfy.progress_bar(total)
+        if done % 16 == 0 or done == total:
+            self.bar.update_absolute(done, total)
+            _comfy.throw_if_interrupted()
+
+
+class WanLeanLoadComfyFiles:
+    """Loads Wan2.2 (T2V-A14B or TI2V-5B) from the files ComfyUI users have, fp8_scaled included."""
+
+    CATEGORY = "WanLean/loaders"
+    FUNCTION = "run"
+    RETURN_TYPES = (PIPE,)
+    RETURN_NAMES = ("pipe",)
+    OUTPUT_TOOLTIPS = ("The loaded Wan2.2 model (experts, VAE, lazily loaded text encoder) for WanLeanSampler or WanLeanLoRA.",)
+    DESCRIPTION = (
+        "Loads Wan2.2 from ComfyUI's own files: the two A14B experts (or TI2V-5B alone) from "
+        "models/diffusion_models, the umT5 text encoder (with its tokenizer inside) from models/text_encoders "
+        "and the Wan VAE from models/vae. fp16, bf16, fp32, fp8 and fp8_scaled files; what each file is, is "
+        "read from its tensors, and a wrong file is named with the fix. Nothing is downloaded."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        diffusion_models = _comfy.model_files("diffusion_models")
+        return {
+            "required": {
+                "high_noise_model": (diffusion_models, {"tooltip": "The Wan2.2 T2V-A14B high-noise expert, e.g. wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors, or the TI2V-5B model (wan2.2_ti2v_5B_fp16.safetensors)."}),
+                "low_noise_model": ([NONE] + diffusion_models, {"tooltip": "The T2V-A14B low-noise expert, e.g. wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors. 'none' for TI2V-5B, which is a single model."}),
+                "text_encoder": (_comfy.model_files("text_encoders"), {"tooltip": "ComfyUI's umT5-XXL file, e.g. umt5_xxl_fp8_e4m3fn_scaled.safetensors (its tokenizer is inside). It is read only when a prompt is not in the embedding cache."}),
+                "vae": (_comfy.model_files("vae"), {"tooltip": "wan_2.1_vae.safetensors for T2V-A14B, wan2.2_vae.safetensors for TI2V-5B."}),
+                "dtype": (["auto", "bf16", "fp16", "fp32"], {"default": "auto", "tooltip": "What the experts and the text encoder compute in. auto: bf16 on a GPU, fp32 on the CPU. The VAE always runs in fp32. An fp8 file is dequantized to this dtype."}),
+                "memory_mode": (list(MEMORY_MODES), {"default": "model_offload", "tooltip": "gpu: everything on the GPU (fastest). model_offload: one expert on the GPU at a time, the other waits in CPU RAM. sequential_offload: blocks streamed to the GPU one by one (least GPU memory, slowest)."}),
+            },
+            "optional": {
+                "weight_storage": (list(WEIGHT_STORAGES), {"default": "as_file", "tooltip": "as_file: every weight becomes the dtype above (an fp8_scaled 14 GB expert takes ~28 GB in bf16). fp8: the experts' block weights stay float8 with their scales and are dequantized one layer at a time while computing in the dtype above: memory ≈ the fp8 file's size, slightly slower. An fp16/bf16 file is quantized to fp8 on load."}),
+                "text_encoder_device": (list(TEXT_ENCODER_DEVICES), {"default": "cpu", "tooltip": "Where umT5-XXL (6-11 GB) runs. cpu: keeps GPU memory for the experts; it runs once per new prompt (cached after). gpu: faster encoding, needs the GPU memory while it runs."}),
+                "device": (["auto", "cuda", "cpu"], {"default": "auto", "tooltip": "Where denoising runs. auto: the GPU if there is one."}),
+            },
+        }
+
+    def run(self, high_noise_model, low_noise_model, text_encoder, vae, dtype, memory_mode,
+            weight_storage="as_file", text_encoder_device="cpu", device="auto"):
+        _require_diffusers()
+        from ..wanlean.comfy_files.load import load_comfy_files
+
+        high = _path("diffusion_models", high_noise_model, "high_noise_model")
+        low = None if low_noise_model in (None, "", NONE) else _path("diffusion_models", low_noise_model, "low_noise_model")
+        session = load_comfy_files(
+            high, low, _path("text_encoders", text_encoder, "text_encoder"), _path("vae", vae, "vae"),
+            dtype=dtype, memory_mode=memory_mode, weight_storage=weight_storage,
+            text_encoder_device=text_encoder_device, device=device, progress=_LoadProgress(),
+        )
+        return (session,)
+
+
+class WanLeanLoRA:
+    """A LoRA for each Wan2.2 expert (e.g. the lightx2v 4-step pair), chainable."""
+
+    CATEGORY = "WanLean/loaders"
+    FUNCTION = "run"
+    RETURN_TYPES = (PIPE,)
+    RETURN_NAMES = ("pipe",)
+    OUTPUT_TOOLTIPS = ("A new pipe with the LoRAs applied; the input pipe is unchanged, so other branches using it see no LoRA.",)
+    DESCRIPTION = (
+        "Adds a LoRA to the high-noise expert and/or the low-noise expert. ComfyUI/lightx2v, kohya/musubi and "
+        "diffusers key layouts. The base weights are shared, not copied. For the lightx2v 4-step pair use "
+        "strength 1.0 on both, then sample with 4 steps, cfg 1 and shift 5."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        loras = [NONE] + _comfy.model_files("loras")
+        strength = {"default": 1.0, "min": -10.0, "max": 10.0, "step": 0.01, "round": 0.001}
+        return {
+            "required": {
+                "pipe": (PIPE, {"tooltip": "A Wan2.2 model from WanLeanLoadComfyFiles, WanLeanLoadDiffusers or another WanLeanLoRA."}),
+                "lora_high_noise": (loras, {"tooltip": "LoRA for the high-noise expert (TI2V-5B: its only transformer), e.g. wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors. 'none': no LoRA."}),
+                "strength_high_noise": ("FLOAT", {**strength, "tooltip": "How much of the high-noise LoRA to add: 1.0 as trained, 0 = none, negative subtracts it."}),
+                "lora_low_noise": (loras, {"tooltip": "LoRA for the low-noise expert (A14B only), e.g. wan2.2_t2v_lightx2v_4steps_lora_v1.1_low_noise.safetensors. 'none': no LoRA."}),
+                "strength_low_noise": ("FLOAT", {**strength, "tooltip": "How much of the low-noise LoRA to add: 1.0 as trained, 0 = none, negative subtracts it."}),
+            }
+        }
+
+    def run(self, pipe, lora_high_noise, strength_high_noise, lora_low_noise, strength_low_noise):
+        _require_diffusers()
+        from ..wanlean.comfy_files.lora import apply_loras
+
+        if not hasattr(pipe, "transformer"):
+            raise WanLeanError("pipe: connect a WANLEAN_PIPE from WanLeanLoadComfyFiles or WanLeanLoadDiffusers.")
+        high = None if lora_high_noise in (None, "", NONE) else (_path("loras", lora_high_noise, "lora_high_noise"), strength_high_noise)
+        low = None if lora_low_noise in (None, "", NONE) else (_path("loras", lora_low_noise, "lora_low_noise"), strength_low_noise)
+        return (apply_loras(pipe, high, low),)
+
+
+NODE_CLASS_MAPPINGS = {"WanLeanLoadComfyFiles": WanLeanLoadComfyFiles, "WanLeanLoRA": WanLeanLoRA}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "WanLeanLoadComfyFiles": "WanLean Load ComfyUI Files (Wan2.2)",
+    "WanLeanLoRA": "WanLean LoRA (Wan2.2 experts)",
+}
