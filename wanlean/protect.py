@@ -66,11 +66,7 @@ _COLOURS_EN = (
     "reddish orangey yellowish greenish bluish purplish pinkish brownish blackish whitish greyish grayish "
     "monochrome sepia pastel neon rainbow multicoloured multicolored"
 ).split()
-_COLOUR_EN = re.compile(
-    _L + r"(?:(?:dark|light|pale|deep|bright|dusty|hot|baby|sky|navy|blood|jet|off)[\s-])?(?:"
-    + "|".join(_COLOURS_EN) + r")" + _R,
-    re.IGNORECASE,
-)
+_COLOUR_MODIFIERS = "dark light pale deep bright dusty hot baby sky navy blood jet off".split()
 # ... with the thing it colours when 色 ends it: "绿色的植物", "蓝色眼睛".
 _COLOUR_ZH = re.compile(rf"[深浅淡暗亮嫩艳]?[红橙黄绿青蓝紫粉棕褐黑白灰金银赤彩]+(?:色(?:的?[{CJK_CHARS}]{{2}})?)?")
 
@@ -109,9 +105,19 @@ _QUOTE = re.compile(
 _WEIGHT = re.compile(r"\((?:[^()\n]|\([^()\n]*\))*:\s*-?\d+(?:\.\d+)?\s*\)|<(?:lora|lyco|embedding|hypernet):[^<>\n]+>", re.I)
 
 
+_LATIN_TOKEN = re.compile(r"[0-9A-Za-z\u00c0-\u024f]+(?:['’][A-Za-z]+)?")
+
+
+def _latin_key(term: str) -> tuple[str, ...]:
+    """A term as lower-case tokens: "Close-up" and "close up" are both ("close", "up")."""
+    return tuple(t.lower() for t in _LATIN_TOKEN.findall(term))
+
+
 @lru_cache(maxsize=1)
-def _term_patterns() -> tuple[re.Pattern, re.Pattern, re.Pattern, re.Pattern]:
-    """Camera and lighting terms: the lists above plus every aesthetic preset of the template."""
+def _vocabulary():
+    """Latin-script colour, camera and lighting phrases as a token index (first token -> phrases,
+    longest first), and the Chinese camera and lighting terms as two patterns. Camera and lighting
+    include every aesthetic preset of the template except style."""
     camera_en = set(filter(None, (t.strip() for t in _CAMERA_EN.split("|"))))
     lighting_en = set(filter(None, (t.strip() for t in _LIGHTING_EN.split("|"))))
     camera_zh, lighting_zh = set(_CAMERA_ZH), set(_LIGHTING_ZH)
@@ -122,15 +128,52 @@ def _term_patterns() -> tuple[re.Pattern, re.Pattern, re.Pattern, re.Pattern]:
         for english, chinese in pairs:
             (lighting_en if to_lighting else camera_en).add(english.lower())
             (lighting_zh if to_lighting else camera_zh).add(chinese)
-
-    def latin(terms):
-        alternatives = "|".join(re.escape(t).replace(r"\ ", r"\s+") for t in sorted(terms, key=len, reverse=True))
-        return re.compile(_L + f"(?:{alternatives})" + _R, re.IGNORECASE)
+    phrases: dict[tuple[str, ...], str] = {}
+    for kind, terms in (("lighting", lighting_en), ("camera", camera_en)):
+        for term in terms:
+            phrases[_latin_key(term)] = kind
+    for colour in _COLOURS_EN:
+        phrases[(colour,)] = "colour"
+        for modifier in _COLOUR_MODIFIERS:
+            phrases[(modifier, colour)] = "colour"
+    index: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+    for key, kind in phrases.items():
+        if key:
+            index.setdefault(key[0], []).append((key, kind))
+    for entries in index.values():
+        entries.sort(key=lambda entry: len(entry[0]), reverse=True)
 
     def chinese(terms):
         return re.compile("|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True)))
 
-    return latin(camera_en), latin(lighting_en), chinese(camera_zh), chinese(lighting_zh)
+    return index, chinese(camera_zh), chinese(lighting_zh)
+
+
+def _latin_phrases(text: str) -> list[Span]:
+    """Colour, camera and lighting phrases among the Latin-script words of `text`; the words of a
+    phrase may be joined by spaces or a hyphen."""
+    index = _vocabulary()[0]
+    tokens = [(m.start(), m.end(), m.group().lower()) for m in _LATIN_TOKEN.finditer(text)]
+    spans = []
+    i = 0
+    while i < len(tokens):
+        start, word = tokens[i][0], tokens[i][2]
+        step = 1
+        for key, kind in index.get(word, ()):
+            n = len(key)
+            if i + n > len(tokens):
+                continue
+            if all(tokens[i + k][2] == key[k] and _joined(text, tokens[i + k - 1][1], tokens[i + k][0]) for k in range(1, n)):
+                spans.append(Span(start, tokens[i + n - 1][1], kind, text[start : tokens[i + n - 1][1]]))
+                step = n  # like a regex: no match inside a longer one ("depth of field" in "shallow depth of field")
+                break
+        i += step
+    return spans
+
+
+def _joined(text: str, end: int, start: int) -> bool:
+    gap = text[end:start]
+    return gap == "-" or (gap.strip() == "" and 0 < len(gap) <= 3 and "\n" not in gap)
 
 
 # A colour or a count is kept with the word it qualifies ("white cup", "12 elephants"), unless that is a
@@ -142,6 +185,9 @@ _FUNCTION_WORDS = set(
     which who that this these those it its is are was were be been has have had do does did will would can
     could may might must not no""".split()
 )
+
+
+_LATIN_END = re.compile(rf"[^\W{CJK_CHARS}]")
 
 
 def _with_next_word(text: str, span: Span) -> Span:
@@ -186,13 +232,15 @@ def find(text: str, keep: str | list[str] | None = None) -> tuple[list[Span], li
             spans.extend(found)
         else:
             absent.append(term)
-    camera_en, lighting_en, camera_zh, lighting_zh = _term_patterns()
+    _index, camera_zh, lighting_zh = _vocabulary()
+    for span in _latin_phrases(text):
+        spans.append(_with_next_word(text, span) if span.kind == "colour" else span)
     for kind, patterns in (
         ("negation", (_NEGATION_EN, _NEGATION_ZH)),
         ("number", (_NUMBER,)),
-        ("colour", (_COLOUR_EN, _COLOUR_ZH)),
-        ("camera", (camera_en, camera_zh)),
-        ("lighting", (lighting_en, lighting_zh)),
+        ("colour", (_COLOUR_ZH,)),
+        ("camera", (camera_zh,)),
+        ("lighting", (lighting_zh,)),
         ("quote", (_QUOTE,)),
         ("weight", (_WEIGHT,)),
     ):
@@ -201,7 +249,7 @@ def find(text: str, keep: str | list[str] | None = None) -> tuple[list[Span], li
                 if not m.group().strip():
                     continue
                 span = Span(m.start(), m.end(), kind, m.group())
-                if kind in ("colour", "number") and re.match(rf"[^\W{CJK_CHARS}]", m.group()[-1]):
+                if kind == "number" and _LATIN_END.match(m.group()[-1]):
                     span = _with_next_word(text, span)
                 spans.append(span)
     spans.sort(key=lambda s: (s.start, -s.end))

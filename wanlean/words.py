@@ -147,10 +147,19 @@ def _collapse(items: list[Unit], keep: list[bool], run: list[int]) -> None:
 
 
 def rebuild(text: str, items: list[Unit], keep: list[bool]) -> str:
-    """The kept units in their order, joined by the whitespace that preceded them in `text`. Two Latin
-    words that were apart and now meet get a space, so they never fuse into a new word."""
+    """The kept units in their order, joined by the whitespace that preceded them in `text`. Where two
+    units that were apart now meet without whitespace and could fuse into a new word ("single'" + "aa"),
+    a space goes between them: the result always splits into exactly the kept units."""
+    joined, risky = _join(text, items, keep, spaced=False)
+    if risky and [u.text for u in units(joined)] != [u.text for u, k in zip(items, keep) if k]:
+        joined, _ = _join(text, items, keep, spaced=True)
+    return joined
+
+
+def _join(text: str, items: list[Unit], keep: list[bool], spaced: bool) -> tuple[str, bool]:
     out: list[str] = []
     previous = -1
+    risky = False
     for index, unit in enumerate(items):
         if not keep[index]:
             continue
@@ -166,6 +175,11 @@ def rebuild(text: str, items: list[Unit], keep: list[bool]) -> str:
                     out.append(gap_after_previous)
                 elif items[previous].kind == WORD and unit.kind == WORD:
                     out.append(" ")
+                elif CJK not in (items[previous].kind, unit.kind):
+                    if spaced:
+                        out.append(gap_after_previous or " ")
+                    else:
+                        risky = True
         out.append(unit.text)
         previous = index
-    return "".join(out)
+    return "".join(out), risky
