@@ -19,7 +19,6 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from importlib import resources
 
 from ..errors import WanLeanError
 from ..safetensors_header import SafetensorsHeader
@@ -31,6 +30,7 @@ A14B_CHANNELS = 16
 TI2V_CHANNELS = 48
 I2V_CHANNELS = 36
 
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 CONFIG_FILES = {
     "A14B": "wan2.2_t2v_a14b_transformer.json",
     "TI2V-5B": "wan2.2_ti2v_5b_transformer.json",
@@ -46,7 +46,9 @@ UMT5_FILES = "umt5_xxl_fp8_e4m3fn_scaled.safetensors or umt5_xxl_fp16.safetensor
 
 def shipped_config(name: str) -> dict:
     """A config JSON shipped in `wanlean/configs/` (keys starting with '_' removed)."""
-    text = resources.files("wanlean").joinpath("configs", CONFIG_FILES[name]).read_text(encoding="utf-8")
+    # by path, not importlib.resources: ComfyUI imports the pack under a module name derived from its folder
+    with open(os.path.join(CONFIGS_DIR, CONFIG_FILES[name]), encoding="utf-8") as f:
+        text = f.read()
     return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
 
 

@@ -1,0 +1,167 @@
+"""ComfyUI's own files, in a real headless ComfyUI (skipped without COMFYUI_PATH).
+
+Tiny files in the real formats are put in the test ComfyUI's model folders under the real file names
+(wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors, ...), and the example workflows users get run on them:
+WanLeanLoadComfyFiles (→ WanLeanLoRA) → WanLeanSampler → CreateVideo → SaveVideo.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from wltest.comfy_formats import tiny_set
+from wltest.tiny_wan import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH
+
+pytestmark = pytest.mark.comfyui
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "example_workflows"
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+
+def ui_to_api(workflow: dict, object_info: dict) -> dict:
+    """ComfyUI's UI-format workflow → API format (widget values in input order, then links); the same
+    conversion as tests/test_wan_live.py, so the very files users get are what runs."""
+    links = {link[0]: link for link in workflow["links"]}
+    api = {}
+    for node in workflow["nodes"]:
+        info = object_info[node["type"]]
+        values = list(node.get("widgets_values") or [])
+        inputs = {}
+        for section in ("required", "optional"):
+            for name in info.get("input_order", {}).get(section, []):
+                kind, options = (info["input"][section][name] + [{}])[:2]
+                if isinstance(kind, list) or kind in WIDGET_TYPES:
+                    if values:
+                        inputs[name] = values.pop(0)
+                    if options.get("control_after_generate") and values:
+                        values.pop(0)
+        for slot in node.get("inputs", []):
+            if slot.get("link") is not None:
+                _, source, source_slot, *_ = links[slot["link"]]
+                inputs[slot["name"]] = [str(source), source_slot]
+        api[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
+    return api
+
+
+@pytest.fixture(scope="module")
+def files_in_comfy(comfy):
+    """The tiny files under the names ComfyUI users have."""
+    tiny = tiny_set()
+    placed = {
+        ("diffusion_models", "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors"): tiny.transformer("high", "fp8_scaled", "model.diffusion_model."),
+        ("diffusion_models", "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors"): tiny.transformer("low", "fp8_scaled"),
+        ("diffusion_models", "wan2.2_ti2v_5B_fp16.safetensors"): tiny.transformer("ti2v", "fp16"),
+        ("text_encoders", "umt5_xxl_fp8_e4m3fn_scaled.safetensors"): tiny.umt5("fp8_scaled"),
+        ("vae", "wan_2.1_vae.safetensors"): tiny.vae("2.1"),
+        ("vae", "wan2.2_vae.safetensors"): tiny.vae("2.2"),
+        ("loras", "wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors"): tiny.lora("high", "comfy", alpha=2.0),
+        ("loras", "wan2.2_t2v_lightx2v_4steps_lora_v1.1_low_noise.safetensors"): tiny.lora("low", "comfy", seed=1),
+    }
+    for (kind, name), source in placed.items():
+        target = comfy.model_dir(kind) / name
+        if not target.exists():
+            os.symlink(source, target)
+    return placed
+
+
+def example_api(comfy, name: str, **sampler_inputs) -> dict:
+    api = ui_to_api(json.loads((EXAMPLES / name).read_text(encoding="utf-8")), comfy.object_info())
+    for node in api.values():
+        if node["class_type"] == "WanLeanLoadComfyFiles":
+            node["inputs"].update(device="cpu", dtype="fp32")
+        if node["class_type"] == "WanLeanSampler":
+            node["inputs"].update(width=TINY_WIDTH, height=TINY_HEIGHT, frames=TINY_FRAMES)
+            node["inputs"]["steps"] = min(node["inputs"]["steps"], 2)
+            node["inputs"].update(sampler_inputs)
+    return api
+
+
+def node_of(api: dict, class_type: str) -> tuple[str, dict]:
+    return next((node_id, node) for node_id, node in api.items() if node["class_type"] == class_type)
+
+
+def saved_frames(comfy, api, entry) -> int:
+    import av
+
+    save_id, _ = node_of(api, "SaveVideo")
+    saved = comfy.ui_of(entry, save_id)["images"][0]
+    path = comfy.output / saved["subfolder"] / saved["filename"]
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def report_of(comfy, api, entry) -> str:
+    preview_id, _ = node_of(api, "PreviewAny")
+    return comfy.ui_of(entry, preview_id)["text"][0]
+
+
+def test_nodes_are_listed_with_tooltips_on_every_input(comfy, files_in_comfy):
+    for node_type in ("WanLeanLoadComfyFiles", "WanLeanLoRA"):
+        info = comfy.object_info(node_type)[node_type]
+        assert info["category"] == "WanLean/loaders" and info["output"] == ["WANLEAN_PIPE"]
+        for section in ("required", "optional"):
+            for name, spec in info["input"].get(section, {}).items():
+                assert spec[1].get("tooltip"), f"{node_type}.{name} has no tooltip"
+    loader = comfy.object_info("WanLeanLoadComfyFiles")["WanLeanLoadComfyFiles"]["input"]
+    assert "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors" in loader["required"]["high_noise_model"][0]
+    assert loader["required"]["low_noise_model"][0][0] == "none"
+
+
+def test_fp8_scaled_example_runs_to_a_saved_video(comfy, files_in_comfy):
+    api = example_api(comfy, "wan22_a14b_fp8_scaled.json")
+    assert node_of(api, "WanLeanLoadComfyFiles")[1]["inputs"]["weight_storage"] == "fp8"
+    entry = comfy.run(api, timeout=300)
+    assert saved_frames(comfy, api, entry) == TINY_FRAMES
+    report = report_of(comfy, api, entry)
+    assert "ComfyUI files wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors" in report and "high-noise expert" in report
+
+
+def test_lightx2v_example_runs_and_the_lora_does_not_leak(comfy, files_in_comfy):
+    api = example_api(comfy, "wan22_a14b_lightx2v_4step.json")
+    _, sampler = node_of(api, "WanLeanSampler")
+    assert (sampler["inputs"]["cfg_high"], sampler["inputs"]["cfg_low"], sampler["inputs"]["shift"]) == (1.0, 1.0, 5.0)
+    # a second sampler on the loader's own output, in the same graph: it must not see the LoRA
+    loader_id, _ = node_of(api, "WanLeanLoadComfyFiles")
+    api["90"] = {"class_type": "WanLeanSampler", "inputs": {**sampler["inputs"], "pipe": [loader_id, 0]}}
+    api["91"] = {"class_type": "PreviewAny", "inputs": {"source": ["90", 3]}}
+    entry = comfy.run(api, timeout=300)
+    assert saved_frames(comfy, api, entry) == TINY_FRAMES
+    with_lora = report_of(comfy, api, entry)
+    without = comfy.ui_of(entry, "91")["text"][0]
+    assert "LoRA (high: wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors @ 1" in with_lora
+    assert "LoRA" not in without
+
+
+def test_ti2v_example_runs(comfy, files_in_comfy):
+    api = example_api(comfy, "wan22_ti2v_5b.json")
+    assert node_of(api, "WanLeanLoadComfyFiles")[1]["inputs"]["low_noise_model"] == "none"
+    entry = comfy.run(api, timeout=300)
+    assert saved_frames(comfy, api, entry) == TINY_FRAMES
+    assert "TI2V-5B" in report_of(comfy, api, entry)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"high_noise_model": "wan2.2_ti2v_5B_fp16.safetensors"}, "TI2V-5B, a single model; set low_noise_model to 'none'"),
+    ({"text_encoder": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "vae": "wan2.2_vae.safetensors"}, "needs the Wan2.1 VAE"),
+    ({"low_noise_model": "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors"}, "holds the same weights as high_noise_model"),
+])
+def test_wrong_files_fail_the_node_with_a_message(comfy, files_in_comfy, change, message):
+    api = example_api(comfy, "wan22_a14b_fp8_scaled.json")
+    node_of(api, "WanLeanLoadComfyFiles")[1]["inputs"].update(change)
+    entry = comfy.run(api, timeout=120, expect="error")
+    assert message in comfy.error_message(entry)
+    assert comfy.get("/system_stats").ok
+
+
+def test_a_vae_chosen_as_diffusion_model_is_named(comfy, files_in_comfy):
+    link = comfy.model_dir("diffusion_models") / "wan_2.1_vae_in_wrong_folder.safetensors"
+    if not link.exists():
+        os.symlink(files_in_comfy[("vae", "wan_2.1_vae.safetensors")], link)
+    import time
+
+    time.sleep(1.1)  # ComfyUI caches folder listings by mtime
+    api = example_api(comfy, "wan22_a14b_fp8_scaled.json")
+    node_of(api, "WanLeanLoadComfyFiles")[1]["inputs"]["high_noise_model"] = link.name
+    entry = comfy.run(api, timeout=120, expect="error")
+    assert "is a Wan VAE, not a Wan2.2 diffusion model. Choose it in vae." in comfy.error_message(entry)
