@@ -230,7 +230,19 @@ def test_memory_modes_and_session_notes(tiny):
 
 
 def test_text_encoder_device_option(tiny):
+    """text_encoder_device "cpu" pins umT5 to the CPU in every memory mode (wanlean.memory reads it);
+    "gpu" leaves it to the memory mode."""
+    import dataclasses
+
+    from wanlean import memory
+
     with pytest.raises(WanLeanError, match="text_encoder_device must be one of cpu, gpu"):
         load_a14b(tiny, text_encoder_device="tpu")
+    assert load_a14b(tiny, text_encoder_device="gpu").extras["text_encoder_device"] is None
     session = load_a14b(tiny, text_encoder_device="cpu")
-    assert str(session.extras["text_encoder_device"]) == "cpu"
+    assert session.extras["text_encoder_device"] == "cpu"
+    on_gpu = dataclasses.replace(session, device=torch.device("cuda"), memory_mode="gpu")  # nothing is moved here
+    encoder = on_gpu.text_encoder.encoder()
+    with memory.text_encoder_placed(on_gpu, encoder) as device:
+        assert device.type == "cpu" and next(encoder.parameters()).device.type == "cpu"
+    assert encoder not in memory._big_modules(on_gpu)

@@ -28,9 +28,15 @@ def _state(session) -> dict:
 def _big_modules(session) -> list:
     modules = [session.transformer, session.transformer_2, session.vae]
     encoder = _loaded_encoder(session)
-    if encoder is not None:
+    if encoder is not None and _pinned_encoder_device(session) is None:
         modules.append(encoder)
     return [m for m in modules if m is not None]
+
+
+def _pinned_encoder_device(session):
+    """A device the loader pinned the text encoder to, or None. WanLeanLoadComfyFiles' text_encoder_device
+    "cpu" sets `extras["text_encoder_device"]`: umT5-XXL then always runs on the CPU, in every mode."""
+    return session.extras.get("text_encoder_device")
 
 
 def _loaded_encoder(session):
@@ -126,7 +132,14 @@ def activate(session, module) -> None:
 @contextmanager
 def text_encoder_placed(session, encoder):
     """Context for one encoder forward: yields the device to put the ids on. Outside `gpu` mode the
-    encoder leaves the device afterwards."""
+    encoder leaves the device afterwards. A pinned encoder runs where it is pinned."""
+    pinned = _pinned_encoder_device(session)
+    if pinned is not None:
+        import torch
+
+        _move(session, encoder, pinned)
+        yield torch.device(pinned)
+        return
     activate(session, encoder)
     try:
         yield session.device

@@ -100,7 +100,6 @@ def load_comfy_files(
         vae_model = AutoencoderKLWan.from_config(vae_file.config)
     vae_model = load_module(vae_model, vae_file, vae_map(vae_file.names(), vae_file.family if vae_file.layout == "wan" else "diffusers"), torch.float32, "vae", progress=tick)
 
-    te_device = torch_device if text_encoder_device == "gpu" else torch.device("cpu")
     model_type = high.family
     files = {"high_noise_model": high, "low_noise_model": low, "vae": vae_file, "text_encoder": te_file}
     return WanSession(
@@ -119,7 +118,8 @@ def load_comfy_files(
             "files": {slot: f.path for slot, f in files.items() if f is not None},
             "formats": {slot: f.description for slot, f in files.items() if f is not None},
             "weight_storage": weight_storage,
-            "text_encoder_device": te_device,
+            # read by wanlean.memory: "cpu" pins umT5 to the CPU; None lets the memory mode place it
+            "text_encoder_device": "cpu" if text_encoder_device == "cpu" else None,
         },
     )
 
