@@ -100,6 +100,12 @@ def _stream_blocks(module, device) -> None:
     from diffusers.hooks import apply_group_offloading
 
     on_cuda = torch.device(device).type == "cuda"
+    if on_cuda:
+        # Streams need pinned host memory. Pin each tensor in place, one at a time: diffusers would
+        # otherwise keep a pinned copy beside the pageable one (2× host RAM: 114 GB for A14B's experts).
+        for tensor in list(module.parameters()) + list(module.buffers()):
+            if tensor.device.type == "cpu" and not tensor.is_pinned():
+                tensor.data = tensor.data.pin_memory()
     apply_group_offloading(
         module,
         onload_device=torch.device(device),
@@ -148,11 +154,14 @@ def text_encoder_placed(session, encoder):
             _move(session, encoder, OFFLOAD_DEVICE)
 
 
-def release(session=None) -> None:
-    """Give freed device memory back (after a run, a cancel or an out-of-memory error)."""
+def release(session=None, collect: bool = True) -> None:
+    """Give freed device memory back to the driver (after a run, a cancel or an out-of-memory error).
+    `collect` also runs Python's garbage collector (~0.2 s with torch loaded): needed after a failure,
+    whose tracebacks and frames may hold tensors in cycles; a finished run frees its tensors by itself."""
     import torch
 
-    gc.collect()
+    if collect:
+        gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
 

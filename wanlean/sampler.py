@@ -324,7 +324,7 @@ def generate(
         memory.release(session)
         raise WanLeanError(out_of_memory_message(session, settings, out_of_memory))
     stats.move_seconds = memory.move_stats(session)[1] - moves_before
-    memory.release(session)
+    memory.release(session, collect=False)
     return VideoResult(frames, latents_raw, session.fps, settings, stats, report(session, settings, stats))
 
 

@@ -10,6 +10,7 @@ result says so.
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 import time
@@ -23,14 +24,21 @@ from .tokens import WAN_TEXT_LEN
 def clean_prompt(text: str) -> str:
     """What diffusers (`prompt_clean`) and official Wan (`clean='whitespace'`) do to a prompt before
     tokenizing: ftfy if installed, HTML unescape twice, whitespace collapsed and stripped."""
-    try:
-        import ftfy
-    except ImportError:
-        ftfy = None
+    ftfy = _ftfy()
     if ftfy is not None:
         text = ftfy.fix_text(text)
     text = html.unescape(html.unescape(text)).strip()
     return re.sub(r"\s+", " ", text).strip()
+
+
+@functools.lru_cache(maxsize=1)
+def _ftfy():
+    """ftfy if installed (diffusers uses it when it is), looked up once."""
+    try:
+        import ftfy
+    except ImportError:
+        return None
+    return ftfy
 
 
 @dataclass
