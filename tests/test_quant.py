@@ -30,6 +30,26 @@ def test_dequantize_multiplies_in_fp32_and_accepts_per_channel_scales():
     assert dequantize(stored, None, torch.bfloat16).dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize("fp8", [torch.float8_e4m3fn, torch.float8_e5m2])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_in_place_dequantize_equals_the_fp32_product_rounded_once(fp8, dtype):
+    """The memory-saving path (cast, then multiply in place by a Python float) gives the very bits of
+    (fp32 weight × fp32 scale) rounded to dtype, for every float8 value including subnormals."""
+    every_value = torch.arange(256, dtype=torch.uint8).view(fp8)
+    every_value = every_value[torch.isfinite(every_value.to(torch.float32))]
+    for scale in (torch.tensor(1.7e-4), torch.tensor(3.0), torch.tensor(0.0123456789)):
+        reference = (every_value.to(torch.float32) * scale).to(dtype)
+        assert torch.equal(dequantize(every_value, scale, dtype), reference)
+
+
+def test_quantize_in_chunks_equals_one_pass():
+    weight = torch.randn(300, 70, dtype=torch.bfloat16)
+    chunked = quantize_fp8(weight, chunk=1000)
+    whole = quantize_fp8(weight, chunk=1 << 30)
+    assert torch.equal(chunked[1], whole[1]) and torch.equal(chunked[0].view(torch.uint8), whole[0].view(torch.uint8))
+    assert weight.dtype == torch.bfloat16 and torch.isfinite(weight).all()  # the input is left alone
+
+
 def test_fp8_linear_equals_dequantize_then_linear():
     torch.manual_seed(0)
     weight, scale = quantize_fp8(torch.randn(32, 16) * 0.05)

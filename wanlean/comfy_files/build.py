@@ -115,7 +115,7 @@ def load_module(
                         scale = torch.ones((), dtype=torch.float32) if scale is None else scale.to(torch.float32)
                         slot["weight"] = (raw, scale)
                     else:
-                        slot["weight"] = quantize_fp8(dequantize(raw, scale, torch.float32))
+                        slot["weight"] = quantize_fp8(raw if scale is None else dequantize(raw, scale, torch.float32))
                 else:
                     slot[attr] = raw
                 linear = model.get_submodule(module_name)

@@ -74,7 +74,7 @@ def load_comfy_files(
         )
 
     try:
-        from diffusers import AutoencoderKLWan, WanTransformer3DModel
+        from diffusers import AutoencoderKLWan
     except ImportError as exc:
         raise missing_package(exc.name or "diffusers", "Loading Wan2.2 files") from None
 
@@ -86,16 +86,8 @@ def load_comfy_files(
         if progress is not None:
             progress(counter[0], total)
 
-    def transformer(file: ModelFile, what: str):
-        with empty_weights():
-            model = WanTransformer3DModel.from_config(file.config)
-        fp8 = block_linear_names(model) if weight_storage == "fp8" else set()
-        loaded = load_module(model, file, transformer_map(file.names(), file.layout, what), torch_dtype, what, fp8, progress=tick)
-        gc.collect()
-        return loaded
-
-    transformer_1 = transformer(high, "high_noise_model")
-    transformer_2 = transformer(low, "low_noise_model") if low is not None else None
+    transformer_1 = load_transformer(high, torch_dtype, weight_storage, "high_noise_model", progress=tick)
+    transformer_2 = load_transformer(low, torch_dtype, weight_storage, "low_noise_model", progress=tick) if low is not None else None
     with empty_weights():
         vae_model = AutoencoderKLWan.from_config(vae_file.config)
     vae_model = load_module(vae_model, vae_file, vae_map(vae_file.names(), vae_file.family if vae_file.layout == "wan" else "diffusers"), torch.float32, "vae", progress=tick)
@@ -122,6 +114,18 @@ def load_comfy_files(
             "text_encoder_device": "cpu" if text_encoder_device == "cpu" else None,
         },
     )
+
+
+def load_transformer(file: ModelFile, torch_dtype, weight_storage: str = "as_file", what: str = "high_noise_model", progress=None):
+    """One WanTransformer3DModel from an inspected file, streamed tensor by tensor."""
+    from diffusers import WanTransformer3DModel
+
+    with empty_weights():
+        model = WanTransformer3DModel.from_config(file.config)
+    fp8 = block_linear_names(model) if weight_storage == "fp8" else set()
+    loaded = load_module(model, file, transformer_map(file.names(), file.layout, what), torch_dtype, what, fp8, progress=progress)
+    gc.collect()
+    return loaded
 
 
 def block_linear_names(model) -> set[str]:

@@ -125,23 +125,38 @@ def _describe(header, names: dict, weight_scales: dict, layer_formats: dict) -> 
 
 
 def dequantize(weight, scale, dtype):
-    """True weight in `dtype`: the stored value times its scale, multiplied in fp32 then cast once."""
+    """True weight in `dtype`: the stored value times its scale, multiplied in fp32 and rounded once.
+
+    A per-tensor scale takes the cheap path: float8 → `dtype` is exact (every float8 value is a bf16/fp16
+    value), then an in-place multiply by a Python float, which PyTorch computes in fp32 for bf16/fp16
+    ("opmath") — the same result as the fp32 product rounded to `dtype`, without an fp32 copy of the weight.
+    """
     if scale is None:
         return weight.to(dtype)
+    if isinstance(scale, float) or scale.numel() == 1:
+        if weight.dtype in (torch.float8_e4m3fn, torch.float8_e5m2) or weight.dtype == dtype:
+            return weight.to(dtype, copy=True).mul_(float(scale))
+        return (weight.to(torch.float32) * float(scale)).to(dtype)
     scale = scale.to(torch.float32)
-    if scale.numel() > 1 and weight.dim() >= 1 and scale.numel() == weight.shape[0]:
+    if weight.dim() >= 1 and scale.numel() == weight.shape[0]:
         scale = scale.reshape((-1,) + (1,) * (weight.dim() - 1))  # a per-output-channel scale
     return (weight.to(torch.float32) * scale).to(dtype)
 
 
-def quantize_fp8(weight, fp8_dtype=None):
+def quantize_fp8(weight, fp8_dtype=None, chunk: int = 1 << 22):
     """(float8 weight, fp32 scalar scale) with weight ≈ fp8 × scale: one scale per tensor, chosen so the
-    largest magnitude lands on the fp8 maximum. Used to store fp16/bf16 files as fp8 on request."""
+    largest magnitude lands on the fp8 maximum. Used to store fp16/bf16 files as fp8 on request; converts
+    `chunk` values at a time so the fp32 working copy stays small."""
     fp8_dtype = fp8_dtype or torch.float8_e4m3fn
     fp8_max = torch.finfo(fp8_dtype).max
-    amax = weight.detach().abs().max().to(torch.float32)
+    low, high = torch.aminmax(weight.detach())
+    amax = torch.maximum(low.abs(), high.abs()).to(torch.float32)
     scale = torch.clamp(amax / fp8_max, min=torch.finfo(torch.float32).tiny)
-    quantized = (weight.to(torch.float32) / scale).clamp(-fp8_max, fp8_max).to(fp8_dtype)
+    quantized = torch.empty(weight.shape, dtype=fp8_dtype)
+    source, target = weight.detach().reshape(-1), quantized.view(-1)
+    for start in range(0, source.numel(), chunk):
+        part = source[start : start + chunk].to(torch.float32, copy=True).div_(scale).clamp_(-fp8_max, fp8_max)
+        target[start : start + chunk] = part.to(fp8_dtype)
     return quantized, scale.reshape(())
 
 
@@ -156,10 +171,13 @@ class Fp8Linear(torch.nn.Module):
         self.compute_dtype = compute_dtype
         self.weight = torch.nn.Parameter(weight, requires_grad=False)
         self.register_buffer("weight_scale", scale.to(torch.float32))
+        # a per-tensor scale also as a Python float: forward multiplies by it without a device sync
+        self.scale_value = float(scale) if scale.numel() == 1 else None
         self.bias = None if bias is None else torch.nn.Parameter(bias.to(compute_dtype), requires_grad=False)
 
     def forward(self, x):
-        weight = dequantize(self.weight, self.weight_scale, self.compute_dtype)
+        scale = self.scale_value if self.scale_value is not None else self.weight_scale
+        weight = dequantize(self.weight, scale, self.compute_dtype)
         if x.dtype != self.compute_dtype:
             x = x.to(self.compute_dtype)
         return torch.nn.functional.linear(x, weight, self.bias)
