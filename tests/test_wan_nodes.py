@@ -82,7 +82,7 @@ def test_load_and_sample_give_comfyui_outputs(nodes):
     assert 0.0 <= images.min() and images.max() <= 1.0
     assert fps == 16 and isinstance(fps, int)
     assert set(latent) == {"samples"} and latent["samples"].shape == (1, 16, 2, 4, 4)
-    assert "high-noise expert: 2 steps, 4 forwards" in report and "low-noise expert: 1 steps, 2 forwards" in report
+    assert "high-noise expert: 2 steps, 4 forwards" in report and "low-noise expert: 1 step, 2 forwards" in report
     assert out["ui"]["text"] == [report]
 
 
@@ -133,7 +133,7 @@ def test_disk_cache_lands_in_the_output_folder_and_hits_after(nodes, tmp_path):
     folder = tmp_path / "output" / "wanlean" / "text_embedding_cache"
     assert len(list(folder.glob("*.safetensors"))) == 2  # prompt and negative
     report = sample(nodes, load(nodes), text_cache="memory + disk", prompt="a lighthouse in a storm")["result"][3]
-    assert "prompt: " in report and "cache hit" in report and "0 encoder forward(s)" in report
+    assert "prompt: " in report and "cache hit" in report and "0 encoder forwards" in report
 
 
 def test_bad_input_raises_wanlean_error_naming_the_input(nodes):

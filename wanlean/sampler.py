@@ -128,7 +128,8 @@ def resolve_settings(session: WanSession, request: VideoRequest) -> Settings:
     for name, value in (("width", width), ("height", height)):
         if value <= 0 or value % multiple:
             raise WanLeanError(
-                f"{name} must be a positive multiple of {multiple} for {session.model_type} (official {example}); got {value}."
+                f"{name} must be a positive multiple of {multiple} for {session.model_type} (official {example}; "
+                f"0 = the official value); got {value}."
             )
     if frames < 1 or (frames - 1) % session.vae_scale_temporal:
         raise WanLeanError(f"frames must be 4k+1, e.g. {official.frames}; got {frames}.")
@@ -351,17 +352,21 @@ def report(session: WanSession, settings: Settings, stats: RunStats) -> str:
         s = stats.stages[stage]
         cfg = settings.cfg_high if stage == "high" else settings.cfg_low
         cfg_text = f"cfg {cfg:g} ({'on' if cfg > 1 else 'off'})"
-        lines.append(f"{name}: {s.steps} steps, {s.forwards} forwards, {cfg_text}, {s.seconds:.2f} s")
+        lines.append(f"{name}: {_plural(s.steps, 'step')}, {_plural(s.forwards, 'forward')}, {cfg_text}, {s.seconds:.2f} s")
     if settings.boundary is not None:
         lines.append(f"expert switch at t < {settings.boundary * NUM_TRAIN_TIMESTEPS:g} (boundary {settings.boundary:g})")
     for label, item in zip(("prompt", "negative"), stats.text):
         lines.append(f"{label}: {_text_line(item)}")
     if len(stats.text) == 1:
         lines.append("negative: not encoded (CFG off in every stage)")
-    lines.append(f"text encoding: {stats.encoder_forwards} encoder forward(s), {stats.text_seconds * 1000:.1f} ms; "
+    lines.append(f"text encoding: {_plural(stats.encoder_forwards, 'encoder forward')}, {stats.text_seconds * 1000:.1f} ms; "
                  f"decode {stats.decode_seconds:.2f} s" + (f"; weight moves {stats.move_seconds:.2f} s" if stats.move_seconds else ""))
     lines.extend(f"note: {note}" for note in settings.notes)
     return "\n".join(lines)
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _text_line(item: EncodedText) -> str:
