@@ -111,17 +111,23 @@ def plan_quantization(header: SafetensorsHeader, prefix: str, what: str) -> Quan
 
 
 def _describe(header, names: dict, weight_scales: dict, layer_formats: dict) -> str:
-    dtypes = {header.tensors[full].dtype for short, full in names.items() if short.endswith(".weight")}
+    """A short label for reports: the quantization, or the dtype holding most of the weight bytes (real
+    fp16/bf16 files often keep norms and modulation in fp32)."""
     if layer_formats:
         return "comfy_quant fp8"
     if weight_scales:
         return "fp8_scaled"
-    if dtypes & set(FP8_DTYPES):
-        return "fp8"
-    for dtype, label in (("BF16", "bf16"), ("F16", "fp16"), ("F32", "fp32")):
-        if dtypes == {dtype}:
-            return label
-    return "mixed"
+    bytes_by_dtype: dict[str, int] = {}
+    for full in names.values():
+        info = header.tensors[full]
+        if info.dtype in FLOAT_DTYPES:
+            bytes_by_dtype[info.dtype] = bytes_by_dtype.get(info.dtype, 0) + info.end - info.start
+    if not bytes_by_dtype:
+        return "unknown"
+    if bytes_by_dtype.keys() & set(FP8_DTYPES):
+        return "fp8"  # unscaled float8 weights: what matters for precision, whatever else is stored wider
+    dominant = max(bytes_by_dtype, key=bytes_by_dtype.get)
+    return {"F8_E4M3": "fp8", "F8_E5M2": "fp8", "BF16": "bf16", "F16": "fp16", "F32": "fp32", "F64": "fp64"}[dominant]
 
 
 def dequantize(weight, scale, dtype):
