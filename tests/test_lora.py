@@ -139,21 +139,32 @@ def test_low_noise_lora_on_ti2v_refused(tiny):
         apply_loras(ti2v, None, (tiny.lora("low"), 1.0))
 
 
-def test_lora_on_a_diffusers_folder_session_and_after_offload_hooks(tiny):
-    """A session the sampler already placed (sequential_offload hooks on its blocks) still gives a clean
-    LoRA copy: the hooks stay with the input, and each session samples on its own."""
+def test_lora_on_a_diffusers_folder_session_with_hooks_attached(tiny):
+    """A session whose experts carry diffusers hooks (as memory placement attaches: group offloading's
+    hold streams and module references that cannot be copied) still gives a clean LoRA copy: the hooks
+    stay with the input, and each session samples on its own."""
+    from diffusers.hooks import HookRegistry, ModelHook
+
     from wanlean.diffusers_folder import load_diffusers_folder
     from wanlean.sampler import VideoRequest, generate
     from wltest.comfy_formats import diffusers_folder
     from wltest.tiny_wan import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH
 
-    folder = load_diffusers_folder(diffusers_folder(tiny, "A14B"), dtype="fp32", device="cpu", memory_mode="sequential_offload")
+    class PlacementLikeHook(ModelHook):
+        def __init__(self):
+            super().__init__()
+            self.backend = torch  # a module object: deepcopy fails on it, as on group offloading's state
+
+    folder = load_diffusers_folder(diffusers_folder(tiny, "A14B"), dtype="fp32", device="cpu")
+    for expert in (folder.transformer, folder.transformer_2):
+        for block in expert.blocks:
+            HookRegistry.check_if_exists_or_initialize(block).register_hook(PlacementLikeHook(), "placement")
     request = VideoRequest(prompt="a red fox", negative="blurry", width=TINY_WIDTH, height=TINY_HEIGHT, frames=TINY_FRAMES,
                            steps=2, cfg_high=1.0, cfg_low=1.0, shift=12.0, seed=3)
     plain = generate(folder, request)
-    assert any(hasattr(m, "_diffusers_hook") for m in folder.transformer.modules())
     with_lora = apply_loras(folder, (tiny.lora("high"), 1.0), (tiny.lora("low", seed=1), 1.0))
     assert not any("_diffusers_hook" in m.__dict__ for m in with_lora.transformer.modules())
+    assert all("_diffusers_hook" in block.__dict__ for block in folder.transformer.blocks)  # put back
     changed = generate(with_lora, request)
     again = generate(folder, request)
     assert not torch.allclose(changed.frames, plain.frames)
