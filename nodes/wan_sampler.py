@@ -35,7 +35,7 @@ def _diffusers_missing() -> bool:
 if _diffusers_missing():
     _comfy.log.warning(
         "[WanLean] the Python package 'diffusers' is missing: WanLeanLoadDiffusers and WanLeanSampler load but "
-        "refuse to run until it is installed (pip install -r requirements.txt in the pack folder)."
+        "refuse to run until it is there. Install it into ComfyUI's Python: pip install -r requirements.txt in the pack folder."
     )
 
 
