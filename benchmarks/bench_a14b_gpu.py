@@ -37,6 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from wanlean.errors import WanLeanError  # noqa: E402
+
 A14B_EXPERT = dict(
     patch_size=(1, 2, 2), num_attention_heads=40, attention_head_dim=128, in_channels=16, out_channels=16,
     text_dim=4096, freq_dim=256, ffn_dim=13824, num_layers=40, cross_attn_norm=True,
@@ -244,6 +246,8 @@ def main(argv=None) -> dict:
 
                 memory.release(session)
                 result = {"size": label.split()[0], "mode": mode, "status": f"out of memory: {str(exc).splitlines()[0][:160]}"}
+            except WanLeanError as exc:  # e.g. sequential_offload without accelerate
+                result = {"size": label.split()[0], "mode": mode, "status": f"unavailable: {exc}"}
             report["results"].append(result)
             peak = f", peak {result['peak_gib']:.1f} GiB" if "peak_gib" in result else ""
             mean = result.get("mean_step_s")

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import torch  # noqa: E402
-from wltest.tiny_wan import tiny_folder  # noqa: E402
+from wltest.tiny_wan import reference_pipeline, tiny_folder  # noqa: E402
 
 from wanlean.diffusers_folder import load_diffusers_folder  # noqa: E402
 from wanlean.sampler import VideoRequest, expected_forwards, generate  # noqa: E402
@@ -63,10 +63,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from diffusers import WanPipeline
-
     folder = str(tiny_folder("A14B"))
-    pipe = WanPipeline.from_pretrained(folder, local_files_only=True)
+    pipe = reference_pipeline("A14B")
     pipe.set_progress_bar_config(disable=True)
     session = load_diffusers_folder(folder, device="cpu")
 

@@ -28,7 +28,11 @@ def test_tiny_run_measures_every_mode_and_size(bench, tmp_path, capsys):
     assert [(r["size"], r["mode"]) for r in report["results"]] == [
         (size, mode) for mode in ("gpu", "model_offload", "sequential_offload") for size in ("32x32x5", "64x32x5")
     ]
+    has_accelerate = importlib.util.find_spec("accelerate") is not None
     for result in report["results"]:
+        if result["mode"] == "sequential_offload" and not has_accelerate:  # ComfyUI's environment
+            assert result["status"].startswith("unavailable") and "accelerate" in result["status"]
+            continue
         assert result["status"] == "ok"
         # 1 warm-up + 1 timed step; the boundary puts the timed (last) step on the low-noise expert.
         assert [(s["expert"], s["warm_up"]) for s in result["steps"]] == [("high", True), ("low", False)]

@@ -1,11 +1,12 @@
 """The sampling loop: equal to a bare WanPipeline call, per-stage CFG forward counts, expert switch,
 seeding, cancel within one step, out-of-memory handling, memory modes, bad input."""
 
+import importlib.util
 import re
 
 import pytest
 import torch
-from wltest.tiny_wan import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, tiny_folder
+from wltest.tiny_wan import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, reference_pipeline, tiny_folder
 
 from wanlean import memory, sampler
 from wanlean.diffusers_folder import load_diffusers_folder
@@ -57,9 +58,7 @@ class ForwardLog:
 
 
 def bare_pipeline(kind):
-    from diffusers import WanPipeline
-
-    pipe = WanPipeline.from_pretrained(str(tiny_folder(kind)), local_files_only=True)
+    pipe = reference_pipeline(kind)
     pipe.set_progress_bar_config(disable=True)
     pipe.scheduler = make_scheduler("unipc", SHIFT)
     return pipe
@@ -156,11 +155,26 @@ def test_out_of_memory_becomes_a_message_naming_the_memory_modes(a14b, monkeypat
     assert released == [True] and caught.value.__context__ is None  # raised outside the except: no OOM traceback kept
 
 
-@pytest.mark.parametrize("memory_mode", ["model_offload", "sequential_offload"])
+HAS_ACCELERATE = importlib.util.find_spec("accelerate") is not None
+
+
+@pytest.mark.parametrize(
+    "memory_mode",
+    ["model_offload", pytest.param("sequential_offload", marks=pytest.mark.skipif(not HAS_ACCELERATE, reason="needs accelerate"))],
+)
 def test_memory_modes_give_the_same_video(a14b, memory_mode):
     expected = generate(a14b, request()).frames
     result = generate(session_for("A14B", memory_mode), request())
     torch.testing.assert_close(result.frames, expected, rtol=0, atol=1e-6)
+
+
+def test_sequential_offload_without_accelerate_names_the_package(monkeypatch):
+    import importlib.util as util
+
+    real_find_spec = util.find_spec
+    monkeypatch.setattr(util, "find_spec", lambda name, *a: None if name == "accelerate" else real_find_spec(name, *a))
+    with pytest.raises(WanLeanError, match="accelerate"):
+        generate(session_for("A14B", "sequential_offload"), request())
 
 
 def test_model_offload_keeps_one_expert_on_the_device(monkeypatch):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 from wltest.tiny import train_spiece
-from wltest.tiny_wan import tiny_folder
+from wltest.tiny_wan import reference_pipeline, tiny_folder
 
 from wanlean.diffusers_folder import load_diffusers_folder
 from wanlean.sampler import OFFICIAL_NEGATIVE
@@ -16,9 +16,7 @@ LONG_PROMPT = "a red fox runs through deep snow at dawn, the camera tracks it fr
 
 @pytest.fixture(scope="module")
 def pipe():
-    from diffusers import WanPipeline
-
-    return WanPipeline.from_pretrained(str(tiny_folder("A14B")), local_files_only=True)
+    return reference_pipeline("A14B")
 
 
 @pytest.fixture()

@@ -96,9 +96,15 @@ def prepare(session) -> None:
 
 def _stream_blocks(module, device) -> None:
     """diffusers group offloading, one transformer block per group."""
+    import importlib.util
+
     import torch
     from diffusers.hooks import apply_group_offloading
 
+    from .errors import missing_package
+
+    if importlib.util.find_spec("accelerate") is None:  # diffusers' group offloading calls into it
+        raise missing_package("accelerate", "memory_mode 'sequential_offload'")
     on_cuda = torch.device(device).type == "cuda"
     if on_cuda:
         # Streams need pinned host memory. Pin each tensor in place, one at a time: diffusers would

@@ -174,3 +174,33 @@ def tiny_folder(kind: str = "A14B") -> Path:
         root = Path(tempfile.mkdtemp(prefix=f"wanlean-tiny-{kind}-"))
         _FOLDERS[kind] = save_tiny_folder(root / f"wan22-tiny-{kind.lower()}", kind)
     return _FOLDERS[kind]
+
+
+def reference_pipeline(kind: str = "A14B"):
+    """diffusers' own `WanPipeline` for the tiny `kind` folder, to compare against. Without accelerate (as
+    in ComfyUI's environment) diffusers cannot load a Wan transformer, so the pipeline is then assembled
+    from modules loaded by the pack's fallback loader (whose equality with from_pretrained is tested
+    where accelerate is installed)."""
+    import importlib.util
+
+    from diffusers import WanPipeline
+
+    folder = str(tiny_folder(kind))
+    if importlib.util.find_spec("accelerate") is not None:
+        return WanPipeline.from_pretrained(folder, local_files_only=True)
+    from diffusers import UniPCMultistepScheduler
+    from transformers import AutoTokenizer
+
+    from wanlean.diffusers_folder import load_diffusers_folder
+
+    session = load_diffusers_folder(folder, device="cpu")
+    return WanPipeline(
+        tokenizer=AutoTokenizer.from_pretrained(folder, subfolder="tokenizer"),
+        text_encoder=session.text_encoder.encoder(),
+        vae=session.vae,
+        scheduler=UniPCMultistepScheduler.from_pretrained(folder, subfolder="scheduler"),
+        transformer=session.transformer,
+        transformer_2=session.transformer_2,
+        boundary_ratio=session.boundary_ratio,
+        expand_timesteps=session.expand_timesteps,
+    )
