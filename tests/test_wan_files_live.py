@@ -10,38 +10,13 @@ import os
 from pathlib import Path
 
 import pytest
+from wltest.comfy import ui_to_api
 from wltest.comfy_formats import tiny_set
 from wltest.tiny_wan import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH
 
 pytestmark = pytest.mark.comfyui
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "example_workflows"
-WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
-
-
-def ui_to_api(workflow: dict, object_info: dict) -> dict:
-    """ComfyUI's UI-format workflow → API format (widget values in input order, then links); the same
-    conversion as tests/test_wan_live.py, so the very files users get are what runs."""
-    links = {link[0]: link for link in workflow["links"]}
-    api = {}
-    for node in workflow["nodes"]:
-        info = object_info[node["type"]]
-        values = list(node.get("widgets_values") or [])
-        inputs = {}
-        for section in ("required", "optional"):
-            for name in info.get("input_order", {}).get(section, []):
-                kind, options = (info["input"][section][name] + [{}])[:2]
-                if isinstance(kind, list) or kind in WIDGET_TYPES:
-                    if values:
-                        inputs[name] = values.pop(0)
-                    if options.get("control_after_generate") and values:
-                        values.pop(0)
-        for slot in node.get("inputs", []):
-            if slot.get("link") is not None:
-                _, source, source_slot, *_ = links[slot["link"]]
-                inputs[slot["name"]] = [str(source), source_slot]
-        api[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
-    return api
 
 
 @pytest.fixture(scope="module")

@@ -10,38 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+from wltest.comfy import ui_to_api
 from wltest.tiny_wan import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, save_tiny_folder, tiny_folder
 
 pytestmark = pytest.mark.comfyui
 
 WORKFLOW = Path(__file__).resolve().parents[1] / "example_workflows" / "wan22_t2v_diffusers.json"
-WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
-
-
-def ui_to_api(workflow: dict, object_info: dict) -> dict:
-    """ComfyUI's UI-format workflow → API format: widget values in input order, then links."""
-    links = {link[0]: link for link in workflow["links"]}
-    api = {}
-    for node in workflow["nodes"]:
-        if node.get("mode", 0) != 0:
-            continue
-        info = object_info[node["type"]]
-        values = list(node.get("widgets_values") or [])
-        inputs = {}
-        for section in ("required", "optional"):
-            for name in info.get("input_order", {}).get(section, []):
-                kind, options = (info["input"][section][name] + [{}])[:2]
-                if isinstance(kind, list) or kind in WIDGET_TYPES:
-                    if values:
-                        inputs[name] = values.pop(0)
-                    if options.get("control_after_generate") and values:
-                        values.pop(0)
-        for slot in node.get("inputs", []):
-            if slot.get("link") is not None:
-                _, source, source_slot, *_ = links[slot["link"]]
-                inputs[slot["name"]] = [str(source), source_slot]
-        api[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
-    return api
 
 
 @pytest.fixture(scope="module")
