@@ -81,7 +81,7 @@ def main() -> None:
     from diffusers import UniPCMultistepScheduler, WanPipeline
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_folder(Path(tempfile.mkdtemp(prefix="wanlean-tok-")))))
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_folder(Path(tempfile.mkdtemp(prefix="wanlean-tok-")))), local_files_only=True)
     encoder = base_like_text_encoder(vocab_size=len(tokenizer))
     pipe = WanPipeline(
         tokenizer=tokenizer, text_encoder=encoder, vae=tiny_vae(16), transformer=tiny_transformer(16),

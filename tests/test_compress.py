@@ -244,10 +244,17 @@ def tiny_models(tmp_path_factory):
     vocab = _tokenizer(plain, _MODEL_WORDS)
     BertModel(BertConfig(vocab_size=len(vocab), **bert)).save_pretrained(plain)
 
+    pickled = root / "pickled-classifier"
+    vocab = _tokenizer(pickled, _MODEL_WORDS)
+    pickled_model = BertForTokenClassification(BertConfig(vocab_size=len(vocab), num_labels=2, **bert))
+    pickled_model.save_pretrained(pickled)  # transformers 5 always writes safetensors: swap in a pickle
+    (pickled / "model.safetensors").unlink()
+    torch.save(pickled_model.state_dict(), pickled / "pytorch_model.bin")
+
     not_a_model = root / "just-files"
     not_a_model.mkdir()
     (not_a_model / "notes.txt").write_text("hello")
-    return {"classifier": str(classifier), "summarizer": str(summarizer), "plain": str(plain), "empty": str(not_a_model), "root": root}
+    return {"classifier": str(classifier), "summarizer": str(summarizer), "plain": str(plain), "empty": str(not_a_model), "pickled": str(pickled), "root": root}
 
 
 def test_token_classifier_drops_only_words_and_keeps_protected_spans(tiny_models, exact):
@@ -288,6 +295,8 @@ def test_model_folder_of_the_wrong_kind_is_named(tiny_models):
         compress.compress("a red fox", method="summarize", model=tiny_models["empty"])
     with pytest.raises(WanLeanError, match="need a model"):
         compress.compress("a red fox", method="summarize", model=None)
+    with pytest.raises(WanLeanError, match=r"'pickled-classifier' has no .safetensors weights"):
+        compress.compress("a red fox", method="token-classifier", model=tiny_models["pickled"])
 
 
 def test_model_id_offline_fails_fast_with_a_message(monkeypatch, tmp_path):

@@ -106,14 +106,14 @@ def load_diffusers_folder(folder: str, dtype: str = "auto", memory_mode: str = "
 
     def load_transformer(subfolder):
         if _accelerate_available():
-            return WanTransformer3DModel.from_pretrained(folder, subfolder=subfolder, torch_dtype=torch_dtype, local_files_only=True).eval()
+            return WanTransformer3DModel.from_pretrained(folder, subfolder=subfolder, torch_dtype=torch_dtype, local_files_only=True, use_safetensors=True).eval()
         # ComfyUI does not install accelerate, without which diffusers cannot load a Wan transformer.
         config = WanTransformer3DModel.load_config(folder, subfolder=subfolder, local_files_only=True)
         return wan_transformer_from_state_dict(config, read_state_dict(os.path.join(folder, subfolder)), torch_dtype)
 
     transformer = load_transformer("transformer")
     transformer_2 = load_transformer("transformer_2") if model_type == "A14B" else None
-    vae = AutoencoderKLWan.from_pretrained(folder, subfolder="vae", torch_dtype=torch.float32, local_files_only=True).eval()
+    vae = AutoencoderKLWan.from_pretrained(folder, subfolder="vae", torch_dtype=torch.float32, local_files_only=True, use_safetensors=True).eval()
     return WanSession(
         model_type=model_type,
         transformer=transformer,
@@ -145,7 +145,7 @@ def diffusers_text_encoder(folder: str, torch_dtype) -> LazyTextEncoder:
     def load_encoder():
         from transformers import UMT5EncoderModel
 
-        return UMT5EncoderModel.from_pretrained(folder, subfolder="text_encoder", torch_dtype=torch_dtype, local_files_only=True).eval()
+        return UMT5EncoderModel.from_pretrained(folder, subfolder="text_encoder", torch_dtype=torch_dtype, local_files_only=True, use_safetensors=True).eval()
 
     return LazyTextEncoder(_encoder_identity(folder, torch_dtype), token_ids, load_encoder)
 

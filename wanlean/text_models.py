@@ -82,11 +82,14 @@ def _download(huggingface_hub, model: str) -> str:
             f"({name}). Check the network, or put the model folder in models/prompt_compressors."
         ) from None
     files = [s.rfilename for s in (info.siblings or [])]
-    patterns = list(_WEIGHT_PATTERNS)
     if not any(f.endswith(".safetensors") for f in files):
-        patterns.append("*.bin")
+        # Pickled weights (.bin) can run code when loaded; WanLean loads safetensors only.
+        raise WanLeanError(
+            f"model_id: '{model}' has no .safetensors weights (only pickled files, which WanLean never loads). "
+            "Choose a model that ships model.safetensors."
+        )
     try:
-        return huggingface_hub.snapshot_download(model, allow_patterns=patterns, etag_timeout=HUB_TIMEOUT_S)
+        return huggingface_hub.snapshot_download(model, allow_patterns=list(_WEIGHT_PATTERNS), etag_timeout=HUB_TIMEOUT_S)
     except Exception as exc:
         raise WanLeanError(f"model_id: downloading '{model}' failed ({type(exc).__name__}: {exc}).") from None
 
@@ -143,6 +146,11 @@ def load(model: str | None, kind: str):
             f"model: '{name}' is a {found} model ({_what(config)}), but method '{method}' needs a {kind} model. "
             f"Choose method '{other}' for it, or another model."
         )
+    if not any(f.endswith(".safetensors") for f in os.listdir(path)):
+        raise WanLeanError(
+            f"model: '{name}' has no .safetensors weights (only pickled files such as pytorch_model.bin, which "
+            "WanLean never loads because they can run code). Save the model with safetensors or pick another."
+        )
     config_path = os.path.join(path, "config.json")
     key = (os.path.realpath(path), os.stat(config_path).st_mtime_ns, kind)
     with _CACHE_LOCK:
@@ -156,7 +164,7 @@ def load(model: str | None, kind: str):
     auto = transformers.AutoModelForTokenClassification if kind == TOKEN_CLASSIFICATION else transformers.AutoModelForSeq2SeqLM
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
-        network = auto.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+        network = auto.from_pretrained(path, local_files_only=True, trust_remote_code=False, use_safetensors=True)
     except Exception as exc:
         raise WanLeanError(f"model: '{name}' could not be loaded ({type(exc).__name__}: {str(exc)[:300]}).") from None
     network.eval()
