@@ -116,6 +116,31 @@ def test_ti2v_example_runs(comfy, files_in_comfy):
     assert "TI2V-5B" in report_of(comfy, api, entry)
 
 
+def test_latent_output_decodes_with_comfyuis_native_vae_nodes(comfy, files_in_comfy):
+    # The sampler's LATENT holds raw VAE latents: core VAELoader + VAEDecode on the same Wan2.1 VAE file
+    # must give the sampler's own frames (both saved as 8-bit PNGs by core SaveImage).
+    import numpy as np
+    from PIL import Image
+
+    api = example_api(comfy, "wan22_a14b_fp8_scaled.json")
+    sampler_id, _ = node_of(api, "WanLeanSampler")
+    api["80"] = {"class_type": "VAELoader", "inputs": {"vae_name": "wan_2.1_vae.safetensors"}}
+    api["81"] = {"class_type": "VAEDecode", "inputs": {"samples": [sampler_id, 2], "vae": ["80", 0]}}
+    api["82"] = {"class_type": "SaveImage", "inputs": {"images": ["81", 0], "filename_prefix": "native_vae_decode"}}
+    api["83"] = {"class_type": "SaveImage", "inputs": {"images": [sampler_id, 0], "filename_prefix": "wanlean_frames"}}
+    entry = comfy.run(api, timeout=300)
+
+    def frames(node_id):
+        saved = comfy.ui_of(entry, node_id)["images"]
+        return np.stack([np.asarray(Image.open(comfy.output / s["subfolder"] / s["filename"]), dtype=np.int16) for s in saved])
+
+    native, ours = frames("82"), frames("83")
+    assert native.shape == ours.shape == (TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, 3)
+    assert ours.std() > 1.0, "the frames are flat: the comparison would prove nothing"
+    # ComfyUI decodes in its own Wan VAE module (possibly another dtype): allow a couple of 8-bit levels
+    assert np.abs(native - ours).max() <= 3, np.abs(native - ours).max()
+
+
 @pytest.mark.parametrize("change, message", [
     ({"high_noise_model": "wan2.2_ti2v_5B_fp16.safetensors"}, "TI2V-5B, a single model; set low_noise_model to 'none'"),
     ({"text_encoder": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "vae": "wan2.2_vae.safetensors"}, "needs the Wan2.1 VAE"),
