@@ -85,9 +85,9 @@ def test_summary_lists_every_figure():
     [
         (dict(frames=80), "frames must be 4k+1, e.g. 81; got 80 (nearest valid: 77 or 81)"),
         (dict(frames=0), "frames must be 4k+1"),
-        (dict(width=1000), "width must be a multiple of 16 for A14B"),
-        (dict(height=0), "height must be a multiple of 16"),
-        (dict(model="TI2V-5B", width=1280, height=720), "height must be a multiple of 32 for TI2V-5B"),
+        (dict(width=1000), "width must be a positive multiple of 16 for A14B"),
+        (dict(height=0), "height must be a positive multiple of 16"),
+        (dict(model="TI2V-5B", width=1280, height=720), "height must be a positive multiple of 32 for TI2V-5B"),
         (dict(model="T2V-1.3B"), "model must be one of A14B, TI2V-5B"),
         (dict(steps=0), "steps must be at least 1"),
         (dict(steps=4.5), "steps must be a whole number"),

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import video_shape
 from .errors import WanLeanError
 from .schedule import SAMPLERS, plan_steps
 
 TEXT_ROWS = 512  # the DiT always sees 512 text rows, whatever the prompt's length
-VAE_TEMPORAL = 4
 
 
 @dataclass(frozen=True)
@@ -121,21 +121,14 @@ def video_tokens(model: str, width: int, height: int, frames: int) -> tuple[int,
     frames = _whole(frames, "frames", "4k+1, e.g. 81")
     width = _whole(width, "width", f"a multiple of {spec.size_multiple}")
     height = _whole(height, "height", f"a multiple of {spec.size_multiple}")
-    if frames < 1 or (frames - 1) % VAE_TEMPORAL:
-        below = max(1, (frames - 1) // VAE_TEMPORAL * VAE_TEMPORAL + 1)
-        raise WanLeanError(f"frames must be 4k+1, e.g. 81; got {frames} (nearest valid: {below} or {below + VAE_TEMPORAL}).")
+    video_shape.check_frames(frames)
     for name, value in (("width", width), ("height", height)):
-        if value < spec.size_multiple or value % spec.size_multiple:
-            nearest = max(spec.size_multiple, round(value / spec.size_multiple) * spec.size_multiple)
-            raise WanLeanError(
-                f"{name} must be a multiple of {spec.size_multiple} for {spec.name} (official sizes "
-                f"{spec.sizes}); got {value}, nearest {nearest}."
-            )
-    latent_frames = (frames - 1) // VAE_TEMPORAL + 1
+        video_shape.check_size(name, value, spec.size_multiple, spec.name, f"official sizes {spec.sizes}")
+    latent = video_shape.latent_frames(frames)
     pt, ph, pw = spec.patch
     cells = spec.vae_spatial
-    tokens = (latent_frames // pt) * (height // cells // ph) * (width // cells // pw)
-    return latent_frames, tokens
+    tokens = (latent // pt) * (height // cells // ph) * (width // cells // pw)
+    return latent, tokens
 
 
 def model_spec(model: str) -> ModelSpec:

@@ -23,6 +23,7 @@ from .errors import WanLeanError
 from .schedule import NUM_TRAIN_TIMESTEPS, SAMPLERS, make_scheduler, plan_steps
 from .session import MEMORY_MODES, WanSession
 from .text_encoding import EncodedText, encode_texts, padded_batch
+from .video_shape import check_frames, check_size
 
 # Official Wan2.2 default negative prompt (wan/configs/shared_config.py), also in ComfyUI's templates.
 OFFICIAL_NEGATIVE = (
@@ -126,13 +127,8 @@ def resolve_settings(session: WanSession, request: VideoRequest) -> Settings:
     multiple = session.size_multiple
     example = f"{official.width}×{official.height}"
     for name, value in (("width", width), ("height", height)):
-        if value <= 0 or value % multiple:
-            raise WanLeanError(
-                f"{name} must be a positive multiple of {multiple} for {session.model_type} (official {example}; "
-                f"0 = the official value); got {value}."
-            )
-    if frames < 1 or (frames - 1) % session.vae_scale_temporal:
-        raise WanLeanError(f"frames must be 4k+1, e.g. {official.frames}; got {frames}.")
+        check_size(name, value, multiple, session.model_type, f"official {example}; 0 = the official value")
+    check_frames(frames, example=official.frames)
     if steps < 1:
         raise WanLeanError(f"steps must be at least 1 (official: {official.steps}); got {steps}.")
     if shift < 0:
