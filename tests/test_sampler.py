@@ -77,6 +77,72 @@ def test_frames_equal_a_bare_wanpipeline_call(kind):
     torch.testing.assert_close(result.frames, torch.from_numpy(expected), rtol=0, atol=1e-5)
 
 
+def test_latents_equal_a_bare_wanpipeline_call_with_a_scale_per_stage():
+    """cfg_low != cfg_high: WanPipeline's guidance_scale_2 guides its low-noise stage. Latents, not frames:
+    the tiny VAE barely moves frames when a stage's scale is wrong."""
+    pipe = bare_pipeline("A14B")
+    expected = pipe(
+        "a red fox runs through deep snow", negative_prompt="blurry, static", height=TINY_HEIGHT, width=TINY_WIDTH,
+        num_frames=TINY_FRAMES, num_inference_steps=STEPS, guidance_scale=4.0, guidance_scale_2=2.0,
+        generator=torch.Generator().manual_seed(7), output_type="latent",
+    ).frames
+    session = session_for("A14B")
+    result = generate(session, request(cfg_high=4.0, cfg_low=2.0))
+    torch.testing.assert_close(result.latents, raw_latents(session, expected), rtol=0, atol=1e-5)
+
+
+class GuidanceLog:
+    """The guidance scale each step really applied, read off the calls: per step the expert runs on the
+    prompt (c), then on the negative (u), and the scheduler receives u + scale × (c − u)."""
+
+    def __init__(self, session, monkeypatch):
+        self.outputs, self.scales = [], []
+        self.handles = [
+            module.register_forward_hook(lambda m, args, kwargs, out, name=name: self.outputs.append((name, out[0].detach().clone())), with_kwargs=True)
+            for name, module in (("high", session.transformer), ("low", session.transformer_2))
+        ]
+        real_make_scheduler = sampler.make_scheduler
+
+        def recording_scheduler(*args, **kwargs):
+            scheduler = real_make_scheduler(*args, **kwargs)
+            real_step = scheduler.step
+
+            def step(model_output, *a, **k):
+                self._record(model_output)
+                return real_step(model_output, *a, **k)
+
+            scheduler.step = step
+            return scheduler
+
+        monkeypatch.setattr(sampler, "make_scheduler", recording_scheduler)
+
+    def _record(self, noise_pred):
+        calls, self.outputs = self.outputs, []
+        if len(calls) == 1:
+            self.scales.append((calls[0][0], 1.0))
+            return
+        (stage, cond), (_, uncond) = calls
+        direction = cond - uncond
+        self.scales.append((stage, float(((noise_pred - uncond) * direction).sum() / (direction * direction).sum())))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()
+
+
+@pytest.mark.parametrize("cfg_high, cfg_low", [(4.0, 2.5), (1.0, 3.5), (3.5, 1.0)])
+def test_each_stage_applies_its_own_guidance_scale(a14b, monkeypatch, cfg_high, cfg_low):
+    plan = plan_steps(STEPS, SHIFT, 0.875)
+    with GuidanceLog(a14b, monkeypatch) as log:
+        generate(a14b, request(cfg_high=cfg_high, cfg_low=cfg_low))
+    assert [stage for stage, _ in log.scales] == ["high"] * plan.high_noise_steps + ["low"] * plan.low_noise_steps
+    expected = [cfg_high] * plan.high_noise_steps + [cfg_low] * plan.low_noise_steps
+    assert [scale for _, scale in log.scales] == pytest.approx(expected, rel=1e-4)
+
+
 @pytest.mark.parametrize("cfg_high, cfg_low", [(4, 3), (3.5, 1), (1, 3.5), (1, 1)])
 def test_forwards_are_exactly_the_per_stage_minimum(a14b, cfg_high, cfg_low):
     plan = plan_steps(STEPS, SHIFT, 0.875)
