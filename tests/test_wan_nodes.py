@@ -66,6 +66,55 @@ def test_schema_ids_categories_defaults_and_tooltips(pack):
                 assert options.get("tooltip"), f"{cls.__name__}.{name}"
 
 
+def core_module(pack, name):
+    """The pack's own import of a `wanlean` module (what the node modules call)."""
+    import importlib
+
+    return importlib.import_module(f"{pack.__name__}.wanlean.{name}")
+
+
+class FakeGenerate:
+    """Stands in for `wanlean.sampler.generate`: records what the node hands the core."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, session, request, cache=None, on_step=None):
+        from types import SimpleNamespace
+
+        self.calls.append(SimpleNamespace(session=session, request=request, cache=cache))
+        return SimpleNamespace(frames=torch.zeros(1, 16, 16, 3), fps=16, latents=torch.zeros(1, 16, 1, 2, 2), report="fake")
+
+
+def test_every_sampler_input_reaches_the_core_with_its_value(pack, nodes, monkeypatch):
+    fake = FakeGenerate()
+    monkeypatch.setattr(core_module(pack, "sampler"), "generate", fake)
+    pipe = load(nodes)
+    # Every number differs from its default, from the official value and from every other input.
+    inputs = dict(prompt="a heron takes off", negative="static, blurry", width=64, height=48, frames=9, steps=7,
+                  cfg_high=4.5, cfg_low=2.5, shift=7.25, seed=123456789012, sampler="euler", text_cache="off", boundary=0.6)
+    out = nodes.WanLeanSampler().run(pipe, **inputs)
+    (call,) = fake.calls
+    assert call.session is pipe and call.cache is None
+    request = call.request
+    for name in ("prompt", "negative", "width", "height", "frames", "steps", "cfg_high", "cfg_low", "shift", "seed", "sampler", "boundary"):
+        assert getattr(request, name) == inputs[name], name
+    assert out["result"][1] == 16 and out["result"][3] == "fake"
+    # boundary 0 (its default) means the model's own; a text_cache choice becomes that cache
+    nodes.WanLeanSampler().run(pipe, **dict(inputs, boundary=0.0, text_cache="memory + disk"))
+    assert fake.calls[1].request.boundary is None
+    assert fake.calls[1].cache.disk.folder.endswith(os.path.join("output", "wanlean", "text_embedding_cache"))
+
+
+def test_every_loader_input_reaches_the_core_with_its_value(pack, nodes, monkeypatch):
+    calls = []
+    monkeypatch.setattr(core_module(pack, "diffusers_folder"), "load_diffusers_folder", lambda *a, **k: calls.append((a, k)) or "pipe")
+    assert nodes.WanLeanLoadDiffusers().run("wan22/tiny-a14b", "bf16", "sequential_offload", "cuda") == ("pipe",)
+    (args, kwargs), = calls
+    assert os.path.realpath(args[0]) == os.path.realpath(tiny_folder("A14B"))
+    assert kwargs == dict(dtype="bf16", memory_mode="sequential_offload", device="cuda")
+
+
 def test_folder_list_holds_pipelines_not_their_components(nodes):
     assert nodes.diffusers_folder_names() == ["tiny-ti2v", "wan22/tiny-a14b"]
 
