@@ -1,0 +1,61 @@
+"""WanLeanLoadComfyFiles and WanLeanLoRA as ComfyUI calls them (in-process): every input reaches
+`wanlean.comfy_files` with its value. The core is replaced by fakes that record their arguments; the real
+loading and LoRA math are tested in test_comfy_files.py and test_lora.py, the nodes in a real ComfyUI in
+test_wan_files_live.py."""
+
+import importlib
+from types import SimpleNamespace
+
+import pytest
+
+
+@pytest.fixture()
+def wan_files(pack, monkeypatch):
+    """The pack's wan_files node module; a listed name becomes "/models/<kind>/<name>"."""
+    monkeypatch.setattr(pack.nodes._comfy, "model_path", lambda kind, name, what: f"/models/{kind}/{name}")
+    return pack.nodes.wan_files
+
+
+def record(pack, monkeypatch, module: str, function: str, answer):
+    calls = []
+    core = importlib.import_module(f"{pack.__name__}.wanlean.comfy_files.{module}")
+    monkeypatch.setattr(core, function, lambda *args, **kwargs: calls.append((args, kwargs)) or answer)
+    return calls
+
+
+def test_every_lora_input_reaches_the_core_with_its_value(pack, wan_files, monkeypatch):
+    calls = record(pack, monkeypatch, "lora", "apply_loras", "new pipe")
+    pipe = SimpleNamespace(transformer=object())
+    out = wan_files.WanLeanLoRA().run(pipe, "high.safetensors", 0.75, "low.safetensors", -0.4)
+    assert out == ("new pipe",)
+    (args, kwargs), = calls
+    assert args == (pipe, ("/models/loras/high.safetensors", 0.75), ("/models/loras/low.safetensors", -0.4)) and kwargs == {}
+
+
+@pytest.mark.parametrize("high, low", [("none", "low.safetensors"), ("high.safetensors", "none")])
+def test_lora_none_reaches_the_core_as_none(pack, wan_files, monkeypatch, high, low):
+    calls = record(pack, monkeypatch, "lora", "apply_loras", "new pipe")
+    pipe = SimpleNamespace(transformer=object())
+    wan_files.WanLeanLoRA().run(pipe, high, 1.5, low, 0.5)
+    (args, _), = calls
+    assert args[1] == (None if high == "none" else ("/models/loras/high.safetensors", 1.5))
+    assert args[2] == (None if low == "none" else ("/models/loras/low.safetensors", 0.5))
+
+
+def test_every_loader_input_reaches_the_core_with_its_value(pack, wan_files, monkeypatch):
+    calls = record(pack, monkeypatch, "load", "load_comfy_files", "session")
+    out = wan_files.WanLeanLoadComfyFiles().run(
+        "high.safetensors", "low.safetensors", "umt5.safetensors", "vae.safetensors", "bf16", "sequential_offload",
+        weight_storage="fp8", text_encoder_device="gpu", device="cuda",
+    )
+    assert out == ("session",)
+    (args, kwargs), = calls
+    assert args == ("/models/diffusion_models/high.safetensors", "/models/diffusion_models/low.safetensors",
+                    "/models/text_encoders/umt5.safetensors", "/models/vae/vae.safetensors")
+    progress = kwargs.pop("progress")
+    assert kwargs == dict(dtype="bf16", memory_mode="sequential_offload", weight_storage="fp8", text_encoder_device="gpu", device="cuda")
+    assert callable(progress)
+    wan_files.WanLeanLoadComfyFiles().run("ti2v.safetensors", "none", "umt5.safetensors", "vae.safetensors", "fp32", "gpu")
+    args, kwargs = calls[1]
+    assert args[1] is None  # TI2V-5B: one model
+    assert (kwargs["weight_storage"], kwargs["text_encoder_device"], kwargs["device"]) == ("as_file", "cpu", "auto")
