@@ -118,6 +118,78 @@ def test_property_never_exceeds_the_budget(exact, pieces, max_tokens, tail, use_
         assert result.tokens_before > max_tokens
 
 
+def _head_index_and_tail(result, tokenizer, text):
+    """(index into tokens.boundaries(text) where the kept head ends, kept tail): the pair whose pieces give
+    the result (and its reported piece counts, where a repeated word makes two pairs give the same text)."""
+    bounds = tokens.boundaries(text)
+
+    def pieces(part):
+        return tokenizer.count(part) - 1 if part else 0
+
+    for i, head_end in enumerate(bounds):
+        for tail_start in bounds[i:]:
+            head, tail = text[:head_end].strip(), text[tail_start:].strip()
+            if (text[head_end:tail_start].strip() == result.dropped and truncate._join(head, tail) == result.text
+                    and (pieces(head), pieces(tail)) == (result.head_tokens, result.tail_tokens)):
+                return i, tail
+    raise AssertionError(f"{result.text!r} is not a head and a tail of {text!r}")
+
+
+# Head and tail fit apart but not joined: the join merges CJK runs and rounds differently, so head words
+# must be given back one at a time. The first is the input a mutation run found (about 2.5% of random
+# mixed inputs need the give-back; the suite reached it with none).
+GIVE_BACK = [
+    ("一只猫 runs fast, the camera pans left slowly 红色 镜头 at dusk 猫猫", 8),
+    ("the 。 。 夕阳 24mm 24mm 猫 runs 红色", 6),
+    ("夕阳\n24mm\n夕阳 cat 镜头 镜头 slowly 红色镜头 slowly", 14),
+    ("quickly 夕阳红色 猫\nquickly 红色\n. .猫\nruns 24mm\n夕阳\n", 14),
+    ("ねこが まどべで ねむる、 カメラは ゆっくり 動く 夕方 ネコ", 8),
+    ("고양이가 창가에서 잠을 잔다, 카메라가 천천히 움직인다 저녁 고양이", 8),
+]
+
+
+@pytest.mark.parametrize("text, max_tokens", GIVE_BACK)
+def test_head_words_are_given_back_until_the_joined_text_fits(text, max_tokens):
+    estimate = tokens.load_tokenizer(None)
+    result = truncate.truncate(text, max_tokens, tokenizer=estimate)
+    assert estimate.count(result.text) == result.tokens_after <= max_tokens
+    head_index, tail = _head_index_and_tail(result, estimate, text)
+    bounds = tokens.boundaries(text)
+    head = text[: bounds[head_index]].strip()
+    assert head and tail, result.report()  # a head was given back, not lost: both ends survive
+    # ... and only as much as needed: one more head word would not fit once joined.
+    longer = next(text[:b].strip() for b in bounds[head_index:] if text[:b].strip() != head)
+    assert estimate.count(truncate._join(longer, tail)) > max_tokens
+
+
+def test_the_issue_example_keeps_the_longest_head_that_fits():
+    # Apart: head "一只猫 runs fast," 5 pieces + tail "dusk 猫猫" 2 = 7 of 7. Joined: 一只猫 2.25 + runs + fast
+    # + "," + dusk + 猫猫 1.5 = 7.75 → 8 pieces, 9 tokens. Giving back "fast," fits: 7 tokens.
+    result = truncate.truncate(GIVE_BACK[0][0], 8, tokenizer=tokens.load_tokenizer(None))
+    assert (result.text, result.tokens_after, result.head_cut) == ("一只猫 runs dusk 猫猫", 7, "word")
+
+
+_JOIN_PIECES = ["猫", "镜头", "红色", "夕阳", "ねこ", "カメラ", "고양이", "cat", "runs", "slowly", "24mm", "close-up",
+                "(x:1.2)", ",", ".", "，", "。", "、", "!", "？"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pieces=st.lists(st.tuples(st.sampled_from(_JOIN_PIECES), st.sampled_from(["", "", " ", "\n"])), min_size=4, max_size=40),
+    max_tokens=st.integers(min_value=2, max_value=24),
+    tail=st.integers(min_value=-1, max_value=23),
+    use_exact=st.booleans(),
+)
+def test_property_joins_at_cjk_latin_and_punctuation_never_exceed_the_budget(exact, pieces, max_tokens, tail, use_exact):
+    """Pieces glued without spaces put the head/tail join between CJK and Latin text and next to
+    punctuation, where joined counts differ most from the parts'."""
+    text = "".join(word + gap for word, gap in pieces)
+    tokenizer = exact if use_exact else tokens.load_tokenizer(None)
+    result = truncate.truncate(text, max_tokens, min(tail, max_tokens - 1), tokenizer)
+    assert tokenizer.count(result.text) == result.tokens_after <= max_tokens
+    assert result.text == text if result.tokens_before <= max_tokens else _is_head_plus_tail(result.text, text)
+
+
 def test_node(pack, exact):
     node_class = pack.NODE_CLASS_MAPPINGS["WanLeanTruncate"]
     schema = node_class.INPUT_TYPES()["required"]
