@@ -274,22 +274,56 @@ def test_100k_characters(tok, sp):
 # --- split_at ------------------------------------------------------------------------------------------
 
 
+JAPANESE = "ねこが まどべで ねむる、カメラは ゆっくり 動く"
+KOREAN = "고양이가 창가에서 잠을 잔다, 카메라가 천천히 움직인다"
+
+
+def _is_cjk(char: str) -> bool:
+    """Scripts written without spaces between words, by Unicode character name (independent of tokens.py)."""
+    import unicodedata
+
+    return unicodedata.name(char, "").startswith(("CJK UNIFIED", "CJK COMPATIBILITY IDEOGRAPH", "HIRAGANA", "KATAKANA", "HANGUL SYLLABLE"))
+
+
+def _word_edge(text: str, position: int) -> bool:
+    """A cut here splits no word and no CJK character: an end, the start of whitespace after text, or
+    next to a CJK character."""
+    if position in (0, len(text)):
+        return True
+    before, after = text[position - 1], text[position]
+    return (after.isspace() and not before.isspace()) or _is_cjk(before) or _is_cjk(after)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
-    words=st.lists(st.sampled_from(ENGLISH.split() + list(CHINESE) + ["🦊", "\n", "(golden:1.2)"]), max_size=60),
+    words=st.lists(st.sampled_from(ENGLISH.split() + list(CHINESE) + JAPANESE.split() + KOREAN.split() + ["🦊", "\n", "(golden:1.2)"]), max_size=60),
     max_tokens=st.integers(min_value=1, max_value=40),
+    use_exact=st.booleans(),
 )
-def test_split_at_keeps_the_longest_fitting_prefix(spiece_bytes, words, max_tokens):
-    tokenizer = tokens.SentencePieceTokenizer(spiece_bytes, "tiny")
+def test_split_at_keeps_the_longest_fitting_prefix(spiece_bytes, words, max_tokens, use_exact):
+    tokenizer = tokens.SentencePieceTokenizer(spiece_bytes, "tiny") if use_exact else tokens.load_tokenizer(None)
     text = " ".join(words)
     kept, lost = tokenizer.split_at(text, max_tokens)
     assert kept + lost == text
     assert tokenizer.count(kept) <= max_tokens
-    bounds = tokens.boundaries(text)
-    assert len(kept) in bounds
+    assert _word_edge(text, len(kept))
     if lost:
-        longer = [b for b in bounds if b > len(kept)][0]
+        longer = next(p for p in range(len(kept) + 1, len(text) + 1) if _word_edge(text, p))
         assert tokenizer.count(text[:longer]) > max_tokens
+
+
+def test_japanese_and_korean_are_counted_and_cut_as_cjk():
+    estimate = tokens.load_tokenizer(None)
+    assert estimate.count("ねこがねむる") == 5  # 6 kana × 0.75 = 4.5 → 4, + </s>
+    assert estimate.count("カメラ") == 3  # 3 × 0.75 = 2.25 → 2, + </s>
+    assert estimate.count("고양이가") == 4  # 4 Hangul syllables × 0.75 = 3, + </s>
+    assert estimate.count("動く") == estimate.count("动く") == 3  # kanji and kana in one run
+    assert tokens.boundaries("ねこが") == [0, 1, 2, 3]
+    assert tokens.boundaries("カメラ 고양이") == [0, 1, 2, 3, 4, 5, 6, 7]
+    kept, lost = estimate.split_at("ねこがまどべでねむる", 5)
+    assert (kept, lost) == ("ねこがまどべ", "でねむる")  # 6 × 0.75 = 4.5 → 4, + </s> = 5
+    kept, lost = estimate.split_at("고양이가창가에서", 4)
+    assert (kept, lost) == ("고양이가", "창가에서")
 
 
 def test_split_at_refuses_zero_tokens(tok):
@@ -297,13 +331,9 @@ def test_split_at_refuses_zero_tokens(tok):
         tok.split_at("a b c", 0)
 
 
-def test_boundaries_never_split_words_or_cjk():
-    text = "red fox 一只狐狸 runs"
-    cuts = tokens.boundaries(text)
-    assert cuts[0] == 0 and cuts[-1] == len(text)
-    for cut in cuts[1:-1]:
-        before, after = text[cut - 1], text[cut]
-        assert before.isspace() or after.isspace() or tokens._CJK.match(before) or tokens._CJK.match(after)
+def test_boundaries_are_exactly_the_word_edges():
+    for text in ("red fox 一只狐狸 runs", "ねこが  まどべで runs", "고양이가 창가에서\n잠을", "close-up, 24mm"):
+        assert tokens.boundaries(text) == [p for p in range(len(text) + 1) if _word_edge(text, p)], text
 
 
 # --- the estimate ----------------------------------------------------------------------------------------

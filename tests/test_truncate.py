@@ -72,6 +72,20 @@ def test_chinese_is_never_cut_inside_a_character_and_joins_without_a_space(exact
     assert result.dropped and result.dropped in ZH and _is_head_plus_tail(result.text, ZH)
 
 
+JA = "オレンジいろのこねこがまどべにすわっている。まどのそとではこさめがふっている。カメラはゆっくりとよる。やわらかいひかり、クローズアップ。"
+KO = "주황색새끼고양이가나무창틀에앉아있다。창밖에는가랑비가내린다。카메라가천천히다가간다。부드러운빛、클로즈업。"
+
+
+@pytest.mark.parametrize("text, head, tail", [(JA, "オレンジいろのこねこ", "クローズアップ。"), (KO, "주황색새끼고양이", "클로즈업。")])
+def test_japanese_and_korean_are_cut_between_characters_like_chinese(text, head, tail):
+    estimate = tokens.load_tokenizer(None)
+    result = truncate.truncate(text, 16, tokenizer=estimate)
+    assert estimate.count(result.text) <= 16
+    assert result.text.startswith(head) and result.text.endswith(tail) and " " not in result.text
+    assert result.dropped and result.dropped in text and _is_head_plus_tail(result.text, text)
+    assert result.tokens_after >= 14  # cut between characters, close to the budget
+
+
 def test_no_word_boundary_keeps_nothing_and_says_so(exact):
     result = truncate.truncate("x" * 400, 5, tokenizer=exact)
     assert result.text == "" and "no word boundary" in result.report()
