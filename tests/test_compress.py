@@ -72,6 +72,40 @@ def test_duplicates_and_repeated_phrases_are_filler():
     assert any(reason == "repeated phrase" and "in the snow" in shown for reason, shown in found)
 
 
+VALUE_ORDER = (
+    "A red fox runs through deep snow. Snowflakes drift slowly, pine branches bend low, an owl watches from above, "
+    "a distant wolf howls. Cinematic, soft light."
+)
+
+
+def test_the_lowest_value_clause_goes_first_and_the_subject_clause_last():
+    estimate = tokens.load_tokenizer(None)
+    # 0.8: after the articles one clause must go: the one with a preposition pair ("from above") is worth least.
+    result = compress.compress(VALUE_ORDER, target_ratio=0.8, tokenizer=estimate)
+    assert [d.text for d in result.dropped if d.reason == "clause"] == ["owl watches from above"]
+    result = compress.compress(VALUE_ORDER, target_ratio=0.7, tokenizer=estimate)
+    assert [d.text for d in result.dropped if d.reason == "clause"] == ["owl watches from above", "distant wolf howls"]
+    assert result.text.startswith("red fox runs through deep snow.")
+    clauses = compress._Plan(VALUE_ORDER, "", estimate).extractive_tiers()[1]
+    assert [c.density for c in clauses] == sorted(c.density for c in clauses)
+    assert compress._Plan(VALUE_ORDER, "", estimate)._show(clauses[-1].indices) == "runs through deep snow"
+
+
+def test_single_words_go_lowest_value_first():
+    estimate = tokens.load_tokenizer(None)
+    # 0.9: every clause would overshoot, so single words go: the cheapest preposition per token, "through".
+    result = compress.compress(VALUE_ORDER, target_ratio=0.9, tokenizer=estimate)
+    assert [d.text for d in result.dropped if d.reason == "word"] == ["through"]
+    plan = compress._Plan(VALUE_ORDER, "", estimate)
+    light, _, prepositions, content = plan.extractive_tiers()
+    for tier in (light, prepositions, content):
+        assert [c.density for c in tier] == sorted(c.density for c in tier)
+    assert plan._show(prepositions[0].indices) == "through"
+    # Content words are worth the same per token: the last go first, the subject ("fox") last of all.
+    shown = [plan._show(c.indices) for c in content]
+    assert shown[0] == "howls" and shown.index("runs") > shown.index("pine") > shown.index("owl")
+
+
 def test_protected_spans_survive_an_aggressive_target(exact):
     text = (
         'a chef, (smiling:1.2), holds 3 eggs and a blue bowl while the 24mm lens does not move; a sign says '
