@@ -79,8 +79,10 @@ def test_disk_hit_in_a_new_process_view(tmp_path):
 
 
 def test_key_depends_on_encoder_identity_and_text():
-    assert cache_key("a", "x") != cache_key("b", "x") != cache_key("a", "y")
-    assert len(cache_key("a", "x")) == 64
+    keys = {cache_key("a", "x"), cache_key("b", "x"), cache_key("a", "y"), cache_key("a", "x ")}
+    assert len(keys) == 4  # every pair differs: identity, text, even one space
+    assert cache_key("a", "x") == cache_key("a", "x") and len(cache_key("a", "x")) == 64
+    assert cache_key("a\0x", "y") != cache_key("a", "x\0y")  # the parts cannot run into each other
 
 
 def test_disk_write_is_atomic(tmp_path, monkeypatch):
@@ -100,18 +102,43 @@ def test_disk_write_is_atomic(tmp_path, monkeypatch):
     assert disk.get("k").rows[0, 0].item() == 1.0
 
 
+def _aged(disk, count):
+    """`count` entries k0, k1, ... written long ago, oldest first (clear order on coarse clocks)."""
+    for index in range(count):
+        disk.put(f"k{index}", entry())
+        os.utime(disk.path(f"k{index}"), ns=((index + 1) * 10**9,) * 2)
+
+
 def test_disk_cache_stays_under_its_size_cap_dropping_least_recent(tmp_path):
     one = os.path.getsize(_write_one(tmp_path / "probe"))
     disk = DiskCache(str(tmp_path / "cache"), max_bytes=3 * one + 10)
-    for index in range(6):
-        disk.put(f"k{index}", entry())
-        os.utime(disk.path(f"k{index}"), ns=(index * 10**9, index * 10**9))  # clear mtime order on coarse clocks
-        if index == 3:
-            disk.get("k1")  # a hit refreshes k1
-            os.utime(disk.path("k1"), ns=(int(3.5 * 10**9),) * 2)
-    names = sorted(os.listdir(tmp_path / "cache"))
+    _aged(disk, 3)
+    disk.put("k3", entry())
+    disk.put("k4", entry())
     assert disk.size_bytes() <= disk.max_bytes
-    assert "k5.safetensors" in names and "k0.safetensors" not in names
+    assert sorted(os.listdir(tmp_path / "cache")) == ["k2.safetensors", "k3.safetensors", "k4.safetensors"]
+
+
+def test_a_disk_hit_refreshes_the_lru_order(tmp_path):
+    """The entry just read is the one in use: the next eviction takes the least recent other one."""
+    one = os.path.getsize(_write_one(tmp_path / "probe"))
+    disk = DiskCache(str(tmp_path / "cache"), max_bytes=3 * one + 10)
+    _aged(disk, 3)
+    assert disk.get("k0") is not None  # k0, the oldest, is read
+    disk.put("k3", entry())
+    assert sorted(os.listdir(tmp_path / "cache")) == ["k0.safetensors", "k2.safetensors", "k3.safetensors"]
+
+
+def test_a_disk_hit_through_the_embedding_cache_refreshes_both_orders(tmp_path):
+    one = os.path.getsize(_write_one(tmp_path / "probe"))
+    disk = DiskCache(str(tmp_path / "cache"), max_bytes=3 * one + 10)
+    _aged(disk, 3)
+    cache = EmbeddingCache(MemoryCache(max_bytes=2 * entry().nbytes), disk)
+    assert cache.get("k0")[1] == "disk" and cache.get("k1")[1] == "disk"  # both now in memory, k1 most recent
+    cache.get("k0")  # a memory hit: k0 most recent in memory
+    cache.put("k3", entry())
+    assert "k0" in cache.memory and "k1" not in cache.memory and "k3" in cache.memory
+    assert sorted(os.listdir(tmp_path / "cache")) == ["k0.safetensors", "k1.safetensors", "k3.safetensors"]
 
 
 def _write_one(folder):
