@@ -124,6 +124,23 @@ def test_route_refuses_non_json_and_big_bodies(comfy):
     assert comfy.get("/system_stats").ok
 
 
+def _chunked(body: bytes, size: int = 64 * 1024):
+    """A generator body: requests sends it with Transfer-Encoding: chunked and no Content-Length."""
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+def test_route_caps_a_streamed_body_without_content_length(comfy):
+    small = json.dumps({"text": "a red fox", "tokenizer": "estimate"}).encode()
+    response = comfy.post("/wanlean/tokens", data=_chunked(small, 4), headers={"Content-Type": "application/json"})
+    assert response.request.headers.get("Transfer-Encoding") == "chunked" and "Content-Length" not in response.request.headers
+    assert response.status_code == 200 and response.json()["tokens"] == 4
+    big = json.dumps({"text": "a" * (1024 * 1024 + 10), "tokenizer": "estimate"}).encode()
+    response = comfy.post("/api/wanlean/tokens", data=_chunked(big), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and "over 1 MB" in response.json()["error"]
+    assert comfy.get("/system_stats").ok
+
+
 def test_route_takes_odd_and_long_text(comfy, encoders, sp):
     cases = {
         "": 1,
