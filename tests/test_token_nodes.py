@@ -9,23 +9,33 @@ from wltest.tiny import write_text_encoder_file
 
 
 @pytest.fixture()
-def text_encoders(pack, tmp_path, monkeypatch, spiece_bytes):
+def paths_asked():
+    """Names the pack asked ComfyUI's folder_paths to turn into a path."""
+    return []
+
+
+@pytest.fixture()
+def text_encoders(pack, tmp_path, monkeypatch, spiece_bytes, paths_asked):
     """A models/text_encoders folder holding a tiny umT5 file and a VAE picked by mistake."""
     import numpy as np
     from safetensors.numpy import save_file
 
     write_text_encoder_file(tmp_path / "umt5_tiny.safetensors", spiece_bytes)
     save_file({"decoder.conv1.weight": np.zeros((2, 2), np.float16)}, str(tmp_path / "vae_by_mistake.safetensors"))
-    comfy = pack.nodes._comfy
     listed = ["umt5_tiny.safetensors", "vae_by_mistake.safetensors", "gone.safetensors"]
+    class FolderPaths:
+        """ComfyUI's folder_paths as the pack sees it; the pack's own name checks run unchanged."""
 
-    def model_path(kind, name, what):
-        if "/" in name or "\\" in name or name not in listed:
-            raise pack.wanlean.errors.WanLeanError(f"{what}: '{name}' is not in models/{kind}; pick one from the list.")
-        return str(tmp_path / name)
+        @staticmethod
+        def get_filename_list(kind):
+            return list(listed) if kind == "text_encoders" else []
 
-    monkeypatch.setattr(comfy, "model_files", lambda kind: list(listed) if kind == "text_encoders" else [])
-    monkeypatch.setattr(comfy, "model_path", model_path)
+        @staticmethod
+        def get_full_path(kind, name):
+            paths_asked.append(name)
+            return str(tmp_path / name)  # like ComfyUI: a join, no check of its own
+
+    monkeypatch.setattr(pack.nodes._comfy, "folder_paths", lambda: FolderPaths)
     return tmp_path
 
 
@@ -158,8 +168,9 @@ def test_route_estimate_and_odd_text(pack, text_encoders, sp):
         ({"text": 5, "tokenizer": "estimate"}, "text is required"),
         ({"text": "x", "tokenizer": 7}, "tokenizer must be"),
         ({"text": "x", "tokenizer": "not_listed.safetensors"}, "is not in models/text_encoders"),
-        ({"text": "x", "tokenizer": "../../etc/passwd"}, "is not in models/text_encoders"),
-        ({"text": "x", "tokenizer": "/etc/passwd"}, "is not in models/text_encoders"),
+        ({"text": "x", "tokenizer": "../../etc/passwd"}, "is not a file name from models/text_encoders"),
+        ({"text": "x", "tokenizer": "/etc/passwd"}, "is not a file name from models/text_encoders"),
+        ({"text": "x", "tokenizer": "..\\umt5_tiny.safetensors"}, "is not a file name from models/text_encoders"),
         ({"text": "x", "tokenizer": "vae_by_mistake.safetensors"}, "looks like a VAE"),
         ({"text": "x", "tokenizer": "gone.safetensors"}, "does not exist"),
         ({"text": "x", "tokenizer": "estimate", "budget": 0}, "budget must be"),
@@ -167,10 +178,21 @@ def test_route_estimate_and_odd_text(pack, text_encoders, sp):
         ({"text": "x", "tokenizer": "estimate", "negative": ["no"]}, "negative must be a string"),
     ],
 )
-def test_route_bad_requests_are_400_with_a_message(pack, text_encoders, body, message):
+def test_route_bad_requests_are_400_with_a_message(pack, text_encoders, paths_asked, body, message):
     status, answer = _ask(pack, body)
     assert status == 400, answer
     assert message in answer["error"]
+    assert paths_asked in ([], ["vae_by_mistake.safetensors"], ["gone.safetensors"])  # no other path was built
+
+
+def test_paths_outside_the_model_folder_are_refused_even_when_listed(pack, text_encoders, paths_asked, monkeypatch):
+    """The name check does not lean on the listing: a listed '..' or absolute name is still refused."""
+    comfy = pack.nodes._comfy
+    for name in ("../umt5_tiny.safetensors", "/etc/passwd", "sub\\..\\..\\umt5_tiny.safetensors"):
+        monkeypatch.setattr(comfy, "model_files", lambda kind, name=name: [name])
+        with pytest.raises(pack.wanlean.errors.WanLeanError, match="is not a file name from models/text_encoders"):
+            comfy.model_path("text_encoders", name, "tokenizer")
+    assert paths_asked == []
 
 
 def test_route_is_not_registered_outside_comfyui(pack, monkeypatch):
