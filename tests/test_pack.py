@@ -78,10 +78,44 @@ def test_pyproject_meets_registry_rules():
     assert sorted(r.split(">")[0] for r in requirements) == sorted(d.split(">")[0] for d in project["dependencies"])
 
 
+_PROCESS_MODULES = {"subprocess", "pip", "ensurepip", "runpy", "pty", "multiprocessing"}
+_PROCESS_CALLS = {"system", "popen", "execv", "execve", "execvp", "spawnv", "spawnl", "startfile", "posix_spawn"}
+
+
+def runtime_pip_problems(source: str) -> list[str]:
+    """What in `source` could install packages or start a process at run time. A message telling the user
+    to run "pip install ..." is fine; a command string or a call that runs one is not."""
+    import ast
+
+    problems = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            problems += [f"imports {n}" for n in names if n.split(".")[0] in _PROCESS_MODULES]
+        elif isinstance(node, ast.Call):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if name in _PROCESS_CALLS or (isinstance(node.func, ast.Name) and name == "__import__"):
+                problems.append(f"calls {name}()")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            command = node.value.strip()
+            if command in ("pip", "pip3", "-m") or re.match(r"(python\S*\s+-m\s+)?pip3?\s+install\b", command):
+                problems.append(f"a pip command {command[:40]!r}")
+    return problems
+
+
+def test_runtime_pip_check_catches_what_it_is_for():
+    assert runtime_pip_problems('raise Error("Install it with: pip install diffusers")') == []
+    assert runtime_pip_problems('raise Error(f"Install it: pip install {name}")') == []
+    assert runtime_pip_problems('import subprocess, sys\nsubprocess.run([sys.executable, "-m", "pip", "install", "x"])  # Install')
+    assert runtime_pip_problems('import os\nos.system("pip install x")  # Install')
+    assert runtime_pip_problems('from pip._internal import main\nmain(["install", "x"])')
+    assert runtime_pip_problems('cmd = "pip install x"')
+
+
 def test_no_eval_exec_or_runtime_pip():
     # The registry rejects eval/exec and installing packages at run time.
     for path in list(ROOT.glob("*.py")) + list((ROOT / "nodes").rglob("*.py")) + list((ROOT / "wanlean").rglob("*.py")):
         text = path.read_text()
         assert not re.search(r"(?<![\w.])(eval|exec)\(", text), path
-        assert "pip install" not in text or "Install" in text, path
+        assert runtime_pip_problems(text) == [], path
         assert "trust_remote_code=True" not in text, path
