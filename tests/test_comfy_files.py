@@ -227,7 +227,11 @@ def test_memory_modes_and_session_notes(tiny):
     assert session.extras["weight_storage"] == "fp8"
     assert "fp8_scaled" in session.extras["formats"]["high_noise_model"]
     assert session.source.startswith("ComfyUI files wan_high_noise_fp8_scaled")
-    generate(session, request(steps=2))
+    offloaded = generate(session, request(steps=2))
+    on_device = generate(load_a14b(tiny, "fp8_scaled", memory_mode="gpu", weight_storage="fp8"), request(steps=2))
+    assert torch.isfinite(offloaded.latents).all() and offloaded.latents.abs().max() > 0
+    torch.testing.assert_close(offloaded.latents, on_device.latents, rtol=0, atol=1e-6)  # the mode moves weights, not results
+    assert "memory model_offload" in offloaded.report and "ComfyUI files wan_high_noise_fp8_scaled" in offloaded.report
 
 
 def test_text_encoder_device_option(tiny):
