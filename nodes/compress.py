@@ -1,6 +1,6 @@
 """WanLeanCompress: shorten a prompt in umT5 tokens, faithfully by default."""
 
-from ..wanlean import compress, text_models
+from ..wanlean.prompt import compress, text_models
 from . import _comfy
 from .token_count import resolve_tokenizer, tokenizer_choices
 

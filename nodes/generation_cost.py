@@ -1,7 +1,7 @@
 """WanLeanGenerationCost: what a Wan2.2 run costs, from its settings, before running it."""
 
-from ..wanlean import cost
-from ..wanlean.schedule import SAMPLERS
+from ..wanlean.video import cost
+from ..wanlean.video.schedule import SAMPLERS
 
 
 class WanLeanGenerationCost:

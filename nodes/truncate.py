@@ -1,6 +1,7 @@
 """WanLeanTruncate: fit a prompt into a token budget, keeping its head and its tail."""
 
-from ..wanlean import tokens, truncate
+from ..wanlean import tokens
+from ..wanlean.prompt import truncate
 from . import _comfy
 from .token_count import resolve_tokenizer, tokenizer_choices
 

@@ -7,7 +7,7 @@ torch and diffusers are imported only when a node runs.
 from __future__ import annotations
 
 from ..wanlean.errors import WanLeanError, missing_package
-from ..wanlean.session import MEMORY_MODES
+from ..wanlean.video.session import MEMORY_MODES
 from . import _comfy
 
 PIPE = "WANLEAN_PIPE"
@@ -78,7 +78,7 @@ class WanLeanLoadComfyFiles:
     def run(self, high_noise_model, low_noise_model, text_encoder, vae, dtype, memory_mode,
             weight_storage="as_file", text_encoder_device="cpu", device="auto"):
         _require_diffusers()
-        from ..wanlean.comfy_files.load import load_comfy_files
+        from ..wanlean.video.loaders.comfy_files.load import load_comfy_files
 
         high = _path("diffusion_models", high_noise_model, "high_noise_model")
         low = None if low_noise_model in (None, "", NONE) else _path("diffusion_models", low_noise_model, "low_noise_model")
@@ -120,7 +120,7 @@ class WanLeanLoRA:
 
     def run(self, pipe, lora_high_noise, strength_high_noise, lora_low_noise, strength_low_noise):
         _require_diffusers()
-        from ..wanlean.comfy_files.lora import apply_loras
+        from ..wanlean.video.loaders.comfy_files.lora import apply_loras
 
         if not hasattr(pipe, "transformer"):
             raise WanLeanError("pipe: connect a WANLEAN_PIPE from WanLeanLoadComfyFiles or WanLeanLoadDiffusers.")

@@ -11,11 +11,11 @@ import importlib.util
 import os
 import sys
 
-from ..wanlean.embedding_cache import CACHE_MODES, make_cache
+from ..wanlean.video.embedding_cache import CACHE_MODES, make_cache
 from ..wanlean.errors import WanLeanError, missing_package
-from ..wanlean.sampler import OFFICIAL_NEGATIVE, VideoRequest
-from ..wanlean.schedule import SAMPLERS
-from ..wanlean.session import MEMORY_MODES
+from ..wanlean.video.sampler import OFFICIAL_NEGATIVE, VideoRequest
+from ..wanlean.video.schedule import SAMPLERS
+from ..wanlean.video.session import MEMORY_MODES
 from . import _comfy
 
 PIPE = "WANLEAN_PIPE"
@@ -99,7 +99,7 @@ class WanLeanLoadDiffusers:
 
     def run(self, folder, dtype, memory_mode, device):
         _require_diffusers()
-        from ..wanlean.diffusers_folder import load_diffusers_folder
+        from ..wanlean.video.loaders.diffusers_folder import load_diffusers_folder
 
         return (load_diffusers_folder(diffusers_folder_path(folder), dtype=dtype, memory_mode=memory_mode, device=device),)
 
@@ -149,7 +149,7 @@ class WanLeanSampler:
 
     def run(self, pipe, prompt, negative, width, height, frames, steps, cfg_high, cfg_low, shift, seed, sampler, text_cache, boundary=0.0, unique_id=None):
         _require_diffusers()
-        from ..wanlean.sampler import generate, resolve_settings
+        from ..wanlean.video.sampler import generate, resolve_settings
 
         request = VideoRequest(
             prompt=prompt, negative=negative, width=width, height=height, frames=frames, steps=steps,

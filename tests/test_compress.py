@@ -7,9 +7,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wanlean import compress, protect, text_models, tokens
+from wanlean import tokens
+from wanlean.prompt import compress, protect, text_models
 from wanlean.errors import WanLeanError
-from wanlean.words import is_subsequence, units, words
+from wanlean.prompt.words import is_subsequence, units, words
 
 LONG_EN = (
     "Please generate a video of a very beautiful, stunning young woman with long flowing red hair who stands "
@@ -97,7 +98,7 @@ def test_negation_scope_and_chinese_protection():
 
 
 def test_keep_list_accepts_template_keywords_and_reports_absent_terms(exact):
-    from wanlean import template
+    from wanlean.prompt import template
 
     built = template.build_prompt(
         subject="a heron", scene="a misty lake", motion="it takes off slowly and very gracefully",

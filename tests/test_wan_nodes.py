@@ -10,7 +10,7 @@ import torch
 from wltest.pack import PACK_ROOT
 from wltest.tiny_wan import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, tiny_folder
 
-from wanlean.sampler import OFFICIAL_NEGATIVE
+from wanlean.video.sampler import OFFICIAL_NEGATIVE
 
 
 @pytest.fixture()

@@ -101,7 +101,7 @@ def _stream_blocks(module, device) -> None:
     import torch
     from diffusers.hooks import apply_group_offloading
 
-    from .errors import missing_package
+    from ..errors import missing_package
 
     if importlib.util.find_spec("accelerate") is None:  # diffusers' group offloading calls into it
         raise missing_package("accelerate", "memory_mode 'sequential_offload'")

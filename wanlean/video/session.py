@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, runtime_checkable
 
-from .errors import WanLeanError
+from ..errors import WanLeanError
 
 MODEL_TYPES = ("A14B", "TI2V-5B")
 MEMORY_MODES = ("gpu", "model_offload", "sequential_offload")

@@ -22,8 +22,8 @@ import re
 from dataclasses import dataclass, field
 
 from . import protect
-from .errors import WanLeanError
-from .tokens import Tokenizer, clean_text, load_tokenizer
+from ..errors import WanLeanError
+from ..tokens import Tokenizer, clean_text, load_tokenizer
 from .words import CJK, CJK_CHARS, PUNCT, SEPARATORS, WORD, Unit, added_words, bracket_pairs, clause_ids, rebuild, tidy, units
 
 METHODS = ("extractive", "token-classifier", "summarize")

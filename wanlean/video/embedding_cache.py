@@ -17,7 +17,7 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from .tokens import WAN_TEXT_LEN
+from ..tokens import WAN_TEXT_LEN
 
 log = logging.getLogger("wanlean")
 
@@ -209,7 +209,7 @@ def make_cache(mode: str, disk_folder: str | None = None, disk_max_bytes: int = 
         if not disk_folder:
             return EmbeddingCache(SHARED_MEMORY)
         return EmbeddingCache(SHARED_MEMORY, DiskCache(disk_folder, disk_max_bytes))
-    from .errors import WanLeanError
+    from ..errors import WanLeanError
 
     raise WanLeanError(f"text_cache must be one of off, memory, memory + disk; got '{mode}'.")
 

@@ -14,7 +14,7 @@ import re
 import threading
 from collections import OrderedDict
 
-from .errors import WanLeanError, missing_package
+from ..errors import WanLeanError, missing_package
 
 FOLDER_KIND = "prompt_compressors"  # ComfyUI model folder: models/prompt_compressors/<model folder>
 TOKEN_CLASSIFICATION = "token-classification"

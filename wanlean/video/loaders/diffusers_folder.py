@@ -12,8 +12,8 @@ import hashlib
 import json
 import os
 
-from .errors import WanLeanError, missing_package
-from .session import MEMORY_MODES, LazyTextEncoder, WanSession
+from ...errors import WanLeanError, missing_package
+from ..session import MEMORY_MODES, LazyTextEncoder, WanSession
 
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 DEVICES = ("auto", "cuda", "cpu")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import WanLeanError
+from ..errors import WanLeanError
 
 SAMPLERS = ("unipc", "euler")
 NUM_TRAIN_TIMESTEPS = 1000

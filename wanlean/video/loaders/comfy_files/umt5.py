@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import WanLeanError
-from ..session import LazyTextEncoder
-from ..tokens import SentencePieceTokenizer, load_tokenizer
+from ....errors import WanLeanError
+from ...session import LazyTextEncoder
+from ....tokens import SentencePieceTokenizer, load_tokenizer
 from .build import empty_weights, load_module
 from .detect import ModelFile, fingerprint
 from .keymaps import umt5_map

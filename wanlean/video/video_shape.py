@@ -6,7 +6,7 @@ multiples of the model's spatial step (16 for A14B, 32 for TI2V-5B).
 
 from __future__ import annotations
 
-from .errors import WanLeanError
+from ..errors import WanLeanError
 
 VAE_TEMPORAL = 4
 

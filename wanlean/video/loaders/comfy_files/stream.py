@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 
-from ..errors import WanLeanError
-from ..safetensors_header import SafetensorsHeader, read_header
+from ....errors import WanLeanError
+from ....safetensors_header import SafetensorsHeader, read_header
 
 GGUF_MAGIC = b"GGUF"
 

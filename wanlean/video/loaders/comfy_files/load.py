@@ -15,8 +15,8 @@ import re
 import torch
 
 from ..diffusers_folder import resolve_device, resolve_dtype
-from ..errors import WanLeanError, missing_package
-from ..session import MEMORY_MODES, WanSession
+from ....errors import WanLeanError, missing_package
+from ...session import MEMORY_MODES, WanSession
 from .build import empty_weights, load_module
 from .detect import A14B_FILES, ModelFile, fingerprint, inspect_diffusion_model, inspect_text_encoder, inspect_vae
 from .keymaps import transformer_map, vae_map

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import memory
-from .errors import WanLeanError
+from ..errors import WanLeanError
 from .schedule import NUM_TRAIN_TIMESTEPS, SAMPLERS, make_scheduler, plan_steps
 from .session import MEMORY_MODES, WanSession
 from .text_encoding import EncodedText, encode_texts, padded_batch

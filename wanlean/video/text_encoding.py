@@ -18,7 +18,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from .embedding_cache import CachedEmbedding, EmbeddingCache, cache_key
-from .tokens import WAN_TEXT_LEN
+from ..tokens import WAN_TEXT_LEN
 
 
 def clean_prompt(text: str) -> str:

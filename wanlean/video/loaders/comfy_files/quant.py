@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..errors import WanLeanError
-from ..safetensors_header import SafetensorsHeader, read_tensor_bytes
+from ....errors import WanLeanError
+from ....safetensors_header import SafetensorsHeader, read_tensor_bytes
 
 WEIGHT_SCALE_SUFFIXES = (".scale_weight", ".weight_scale")
 INPUT_SCALE_SUFFIXES = (".scale_input", ".input_scale")

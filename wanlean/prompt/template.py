@@ -12,7 +12,8 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .errors import WanLeanError
+from .. import DATA_DIR
+from ..errors import WanLeanError
 
 NONE = "none"
 LANGUAGES = ("english", "chinese")
@@ -47,7 +48,7 @@ _TRAILING = " \t\r\n,.;，。；、"
 @lru_cache(maxsize=1)
 def presets() -> dict[str, list[tuple[str, str]]]:
     """Slot name -> [(english, chinese), ...]."""
-    path = os.path.join(os.path.dirname(__file__), "data", "template_presets.json")
+    path = os.path.join(DATA_DIR, "template_presets.json")
     with open(path, encoding="utf-8") as f:
         raw = json.load(f)
     return {slot: [tuple(pair) for pair in raw[slot]] for slot in PRESET_SLOTS}

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import video_shape
-from .errors import WanLeanError
+from ..errors import WanLeanError
 from .schedule import SAMPLERS, plan_steps
 
 TEXT_ROWS = 512  # the DiT always sees 512 text rows, whatever the prompt's length

@@ -22,7 +22,7 @@ import os
 
 import torch
 
-from ..errors import WanLeanError
+from ....errors import WanLeanError
 from .stream import TensorReader, open_model_file
 
 log = logging.getLogger("wanlean")

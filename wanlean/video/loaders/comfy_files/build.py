@@ -15,7 +15,7 @@ import os
 
 import torch
 
-from ..errors import WanLeanError
+from ....errors import WanLeanError
 from .detect import ModelFile
 from .quant import Fp8Linear, dequantize, quantize_fp8
 from .stream import TensorReader

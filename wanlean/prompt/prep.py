@@ -14,8 +14,8 @@ import unicodedata
 from dataclasses import dataclass, field
 
 from . import compress, truncate
-from .errors import WanLeanError
-from .tokens import WAN_TEXT_LEN, Tokenizer, clean_text, load_tokenizer
+from ..errors import WanLeanError
+from ..tokens import WAN_TEXT_LEN, Tokenizer, clean_text, load_tokenizer
 
 _INVISIBLE = re.compile("[\u200b-\u200d\u2060\ufeff\u00ad]|[\x00-\x08\x0b-\x1f\x7f]")
 _SPACE_BEFORE_PUNCT = re.compile(r"[ \t]+(?=[,.;:!?，。；：！？、])")

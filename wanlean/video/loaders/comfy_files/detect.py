@@ -20,8 +20,9 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from ..errors import WanLeanError
-from ..safetensors_header import SafetensorsHeader
+from .... import CONFIGS_DIR
+from ....errors import WanLeanError
+from ....safetensors_header import SafetensorsHeader
 from .quant import QuantPlan, plan_quantization
 from .stream import open_model_file
 
@@ -30,7 +31,6 @@ A14B_CHANNELS = 16
 TI2V_CHANNELS = 48
 I2V_CHANNELS = 36
 
-CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 CONFIG_FILES = {
     "A14B": "wan2.2_t2v_a14b_transformer.json",
     "TI2V-5B": "wan2.2_ti2v_5b_transformer.json",
@@ -46,7 +46,6 @@ UMT5_FILES = "umt5_xxl_fp8_e4m3fn_scaled.safetensors or umt5_xxl_fp16.safetensor
 
 def shipped_config(name: str) -> dict:
     """A config JSON shipped in `wanlean/configs/` (keys starting with '_' removed)."""
-    # by path, not importlib.resources: ComfyUI imports the pack under a module name derived from its folder
     with open(os.path.join(CONFIGS_DIR, CONFIG_FILES[name]), encoding="utf-8") as f:
         text = f.read()
     return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}

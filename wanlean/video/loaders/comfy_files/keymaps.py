@@ -11,7 +11,7 @@ The umT5 file already uses Hugging Face T5 names; only the tied `encoder.embed_t
 
 from __future__ import annotations
 
-from ..errors import WanLeanError
+from ....errors import WanLeanError
 from .vae22 import vae22_to_diffusers
 
 
