@@ -39,7 +39,7 @@ from wanlean.prompt import compress, protect, truncate  # noqa: E402
 from wanlean.prompt.words import PUNCT, is_subsequence, units, words  # noqa: E402
 
 CORPUS = ROOT / "benchmarks" / "corpus"
-FUNCTION_WORDS = compress._STOPWORDS | compress._CJK_FUNCTION
+FUNCTION_WORDS = compress.vocabulary.STOPWORDS | compress.vocabulary.CJK_FUNCTION
 
 
 def load_corpus() -> list[str]:

@@ -65,7 +65,7 @@ def test_chinese_filler_and_clauses(exact):
 
 def test_duplicates_and_repeated_phrases_are_filler():
     text = "a big, big dog and a huge, enormous bear walk in the snow, a huge bear walks in the snow again"
-    plan = compress._Plan(text, "", tokens.load_tokenizer(None))
+    plan = compress.candidates.Plan(text, "", tokens.load_tokenizer(None))
     found = {(c.reason, plan._show(c.indices)) for c in plan._filler()}
     assert ("duplicate", ", big") in found
     assert ("duplicate", ", enormous") in found

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from . import template
-from .words import CJK_CHARS
+from ..charsets import CJK_CHARS, LATIN_WORD_END, LATIN_WORD_START
 
 KINDS = ("keep", "negation", "number", "colour", "camera", "lighting", "quote", "weight")
 
@@ -27,9 +27,7 @@ class Span:
     text: str
 
 
-# A Latin-script term matches only as whole words: not inside "cats" or "redwood".
-_L = r"(?<![0-9A-Za-z_\u00c0-\u024f])"  # Latin-script word edges (a plain class: fast under IGNORECASE)
-_R = r"(?![0-9A-Za-z_\u00c0-\u024f])"
+_L, _R = LATIN_WORD_START, LATIN_WORD_END
 
 _NEGATION_EN = re.compile(
     _L + r"(?:not|no|never|without|nor|neither|none|nothing|nobody|nowhere|cannot|\w+n['’]t)" + _R

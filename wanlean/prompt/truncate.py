@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from ..errors import WanLeanError
 from ..tokens import WAN_TEXT_LEN, Tokenizer, boundaries, clean_text, load_tokenizer
-from .words import CJK_CHARS, SEPARATORS
+from ..charsets import CJK_CHARS
+from .words import SEPARATORS
 
 TAIL_SHARE = 3 / 8  # the default tail: 3/8 of the budget (192 of 512; the seed's 24 of 64)
 AUTO_TAIL = -1

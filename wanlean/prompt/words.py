@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# Kana, CJK ideographs and Hangul: scripts written without spaces, where every character is a unit.
-CJK_CHARS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+from ..charsets import CJK_CHARS
+
 _UNIT = re.compile(
     rf"(?P<cjk>[{CJK_CHARS}])"
     # A word: word characters (not CJK), with inner ' ’ - . / : % ° × + joining pieces ("close-up", "1.5x").
