@@ -150,6 +150,11 @@ def test_in_process_schemas_match_the_snapshot(pack):
     assert differences(current, snapshot) == []
 
 
+def test_the_allowed_category_move_happened(pack):
+    for node_id, (_before, after) in ALLOWED_CATEGORY_MOVES.items():
+        assert pack.NODE_CLASS_MAPPINGS[node_id].CATEGORY == after
+
+
 def test_the_comparison_catches_changes():
     snapshot = load_snapshot()
     changed = json.loads(json.dumps(snapshot))

@@ -44,12 +44,16 @@ class TruncateResult:
     def changed(self) -> bool:
         return bool(self.dropped)
 
-    def report(self) -> str:
-        lines = [f"WanLeanTruncate; tokens {self.tokenizer}"]
+    @property
+    def headline(self) -> str:
+        """The one line a node shows while it runs: the token count and whether anything was cut."""
         if not self.changed:
-            lines.append(f"tokens: {self.tokens_before} <= max_tokens {self.max_tokens}: passed through unchanged")
-        else:
-            lines.append(f"tokens: {self.tokens_before} -> {self.tokens_after} (max_tokens {self.max_tokens}, </s> included)")
+            return f"tokens: {self.tokens_before} <= max_tokens {self.max_tokens}: passed through unchanged"
+        return f"tokens: {self.tokens_before} -> {self.tokens_after} (max_tokens {self.max_tokens}, </s> included)"
+
+    def report(self) -> str:
+        lines = [f"WanLeanTruncate; tokens {self.tokenizer}", self.headline]
+        if self.changed:
             lines.append(f"kept head: {self.head_tokens} tokens (cut at a {self.head_cut} boundary)")
             lines.append(f"kept tail: {self.tail_tokens} tokens of a {self.tail_budget}-token tail budget (cut at a {self.tail_cut} boundary)")
             lines.append(f"dropped middle: {len(self.dropped)} characters")

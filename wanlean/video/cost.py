@@ -20,32 +20,10 @@ from dataclasses import dataclass
 
 from . import video_shape
 from ..errors import WanLeanError
-from .schedule import SAMPLERS, plan_steps
+from .models import A14B, MODELS, ModelSpec
+from .schedule import SAMPLERS, cfg_enabled, count_forwards, plan_steps
 
 TEXT_ROWS = 512  # the DiT always sees 512 text rows, whatever the prompt's length
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    dim: int
-    layers: int
-    ffn_dim: int
-    vae_spatial: int  # pixels per latent cell
-    patch: tuple[int, int, int]  # (frames, height, width) latent cells per token
-    fps: int
-    two_experts: bool
-    sizes: str  # official sizes, for error messages
-
-    @property
-    def size_multiple(self) -> int:
-        return self.vae_spatial * self.patch[1]
-
-
-MODELS = {
-    "A14B": ModelSpec("A14B", 5120, 40, 13824, 8, (1, 2, 2), 16, True, "1280×720 or 832×480"),
-    "TI2V-5B": ModelSpec("TI2V-5B", 3072, 30, 14336, 16, (1, 2, 2), 24, False, "1280×704 or 704×1280"),
-}
 
 
 @dataclass(frozen=True)
@@ -137,21 +115,16 @@ def model_spec(model: str) -> ModelSpec:
     return MODELS[model]
 
 
-def _stage_forwards(steps: int, cfg: float) -> int:
-    # CFG runs the unconditional pass too, but only where that stage's scale is above 1.
-    return steps * (2 if cfg > 1.0 else 1)
-
-
 def estimate_cost(
     model: str = "A14B",
-    width: int = 1280,
-    height: int = 720,
-    frames: int = 81,
-    steps: int = 40,
-    cfg_high: float = 4.0,
-    cfg_low: float = 3.0,
-    boundary: float = 0.875,
-    shift: float = 12.0,
+    width: int = A14B.width,
+    height: int = A14B.height,
+    frames: int = A14B.frames,
+    steps: int = A14B.steps,
+    cfg_high: float = A14B.cfg_high,
+    cfg_low: float = A14B.cfg_low,
+    boundary: float = A14B.boundary,
+    shift: float = A14B.shift,
     sampler: str = "unipc",
     price_per_second: float | None = None,
 ) -> GenerationCost:
@@ -167,7 +140,7 @@ def estimate_cost(
         raise WanLeanError(f"price_per_second must be 0 or more (0 means not given); got {price_per_second!r}.")
     plan = plan_steps(_whole(steps, "steps", "e.g. 40"), shift, boundary if spec.two_experts else None, sampler)
     cfg_low_effective = cfg_low if spec.two_experts else cfg_high
-    forwards = _stage_forwards(plan.high_noise_steps, cfg_high) + _stage_forwards(plan.low_noise_steps, cfg_low_effective)
+    forwards = count_forwards(plan, cfg_high, cfg_low_effective)
     macs, attention_macs = _forward_macs(spec, tokens)
     total_flops = 2 * macs * forwards
     video_seconds = frames / spec.fps
@@ -180,8 +153,8 @@ def estimate_cost(
         video_tokens=tokens,
         high_noise_steps=plan.high_noise_steps,
         low_noise_steps=plan.low_noise_steps,
-        cfg_high_on=cfg_high > 1.0,
-        cfg_low_on=cfg_low_effective > 1.0,
+        cfg_high_on=cfg_enabled(cfg_high),
+        cfg_low_on=cfg_enabled(cfg_low_effective),
         forwards=forwards,
         tflops_per_forward=2 * macs / 1e12,
         total_pflops=total_flops / 1e15,
@@ -200,9 +173,8 @@ def reference_flops() -> float:
     """FLOPs of the official A14B 720p run (80 forwards of 75,600 tokens), the unit of relative_compute."""
     global _REFERENCE_FLOPS
     if _REFERENCE_FLOPS is None:
-        spec = MODELS["A14B"]
-        _, tokens = video_tokens("A14B", 1280, 720, 81)
-        plan = plan_steps(40, 12.0, 0.875, "unipc")
-        forwards = _stage_forwards(plan.high_noise_steps, 4.0) + _stage_forwards(plan.low_noise_steps, 3.0)
-        _REFERENCE_FLOPS = 2 * _forward_macs(spec, tokens)[0] * forwards
+        _, tokens = video_tokens("A14B", A14B.width, A14B.height, A14B.frames)
+        plan = plan_steps(A14B.steps, A14B.shift, A14B.boundary, "unipc")
+        forwards = count_forwards(plan, A14B.cfg_high, A14B.cfg_low)
+        _REFERENCE_FLOPS = 2 * _forward_macs(MODELS["A14B"], tokens)[0] * forwards
     return _REFERENCE_FLOPS

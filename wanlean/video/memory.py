@@ -9,7 +9,8 @@
   encoder and VAE move as in `model_offload`. Least device memory, slowest.
 
 On a CPU-only machine every mode runs the same computation (the moves are no-ops).
-State is kept in `session.extras["memory"]`, so the loaders never deal with it.
+What this module did to a session is kept in its typed `session.memory_state` (`MemoryState`), so the
+loaders never deal with it; a loader pins umT5 to a device with the text encoder's `pinned_device`.
 """
 
 from __future__ import annotations
@@ -17,12 +18,25 @@ from __future__ import annotations
 import gc
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 
+MEMORY_MODES = ("gpu", "model_offload", "sequential_offload")
 OFFLOAD_DEVICE = "cpu"
 
 
-def _state(session) -> dict:
-    return session.extras.setdefault("memory", {"prepared": None, "move_seconds": 0.0, "moves": 0})
+@dataclass
+class MemoryState:
+    """What `prepare` and `activate` did to one session's weights.
+
+    Args:
+        prepared_mode: the memory mode the weights were placed for (None: not placed yet).
+        moves: weight moves between devices since the session was loaded.
+        move_seconds: time those moves took, for reports.
+    """
+
+    prepared_mode: str | None = None
+    moves: int = 0
+    move_seconds: float = 0.0
 
 
 def _big_modules(session) -> list:
@@ -35,8 +49,8 @@ def _big_modules(session) -> list:
 
 def _pinned_encoder_device(session):
     """A device the loader pinned the text encoder to, or None. WanLeanLoadComfyFiles' text_encoder_device
-    "cpu" sets `extras["text_encoder_device"]`: umT5-XXL then always runs on the CPU, in every mode."""
-    return session.extras.get("text_encoder_device")
+    "cpu" sets the encoder's `pinned_device`: umT5-XXL then always runs on the CPU, in every mode."""
+    return getattr(session.text_encoder, "pinned_device", None)
 
 
 def _loaded_encoder(session):
@@ -56,9 +70,9 @@ def _move(session, module, device) -> None:
         return
     started = time.perf_counter()
     module.to(device)
-    state = _state(session)
-    state["move_seconds"] += time.perf_counter() - started
-    state["moves"] += 1
+    state = session.memory_state
+    state.move_seconds += time.perf_counter() - started
+    state.moves += 1
 
 
 def _same_device(a, b) -> bool:
@@ -75,8 +89,8 @@ def _same_device(a, b) -> bool:
 
 def prepare(session) -> None:
     """Place the session's weights for its memory mode (once; later calls return at once)."""
-    state = _state(session)
-    if state["prepared"] == session.memory_mode:
+    state = session.memory_state
+    if state.prepared_mode == session.memory_mode:
         return
     mode = session.memory_mode
     experts = [m for m in (session.transformer, session.transformer_2) if m is not None]
@@ -91,7 +105,7 @@ def prepare(session) -> None:
             _move(session, module, OFFLOAD_DEVICE)
         for expert in experts:
             _stream_blocks(expert, session.device)
-    state["prepared"] = mode
+    state.prepared_mode = mode
 
 
 def _stream_blocks(module, device) -> None:
@@ -174,5 +188,5 @@ def release(session=None, collect: bool = True) -> None:
 
 def move_stats(session) -> tuple[int, float]:
     """(moves, seconds spent moving weights) since the session was loaded."""
-    state = _state(session)
-    return state["moves"], state["move_seconds"]
+    state = session.memory_state
+    return state.moves, state.move_seconds

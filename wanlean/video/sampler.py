@@ -20,16 +20,13 @@ from typing import Callable
 
 from . import memory
 from ..errors import WanLeanError
-from .schedule import NUM_TRAIN_TIMESTEPS, SAMPLERS, make_scheduler, plan_steps
-from .session import MEMORY_MODES, WanSession
+from .memory import MEMORY_MODES
+from .models import OFFICIAL_NEGATIVE
+from .schedule import NUM_TRAIN_TIMESTEPS, SAMPLERS, cfg_enabled, count_forwards, forwards_per_step, make_scheduler, plan_steps
+from .session import WanSession
 from .text_encoding import EncodedText, encode_texts, padded_batch
 from .video_shape import check_frames, check_size
 
-# Official Wan2.2 default negative prompt (wan/configs/shared_config.py), also in ComfyUI's templates.
-OFFICIAL_NEGATIVE = (
-    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，丑陋的，残缺的，"
-    "多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"
-)
 
 
 @dataclass
@@ -71,7 +68,7 @@ class Settings:
     @property
     def guided_stages(self) -> tuple[bool, bool]:
         """(CFG on in the high-noise stage, CFG on in the low-noise stage)."""
-        return self.cfg_high > 1.0, self.cfg_low > 1.0
+        return cfg_enabled(self.cfg_high), cfg_enabled(self.cfg_low)
 
 
 @dataclass
@@ -231,7 +228,7 @@ def denoise(
             stage = "high" if high_noise else "low"
             expert = session.transformer if high_noise else session.transformer_2
             cfg = settings.cfg_high if high_noise else settings.cfg_low
-            cfg_on = cfg > 1.0  # decided per stage: cfg 1.0 means one forward per step
+            cfg_on = cfg_enabled(cfg)  # decided per stage: cfg 1.0 means one forward per step
             memory.activate(session, expert)  # model_offload: the other expert leaves the device here
 
             latent_input = latents.to(session.dtype)
@@ -244,7 +241,7 @@ def denoise(
 
             stage_stats = stats.stages[stage]
             stage_stats.steps += 1
-            stage_stats.forwards += 2 if cfg_on else 1
+            stage_stats.forwards += forwards_per_step(cfg)
             stage_stats.seconds += time.perf_counter() - step_started
             if on_step is not None:
                 on_step(index, len(timesteps), stage)
@@ -347,7 +344,7 @@ def report(session: WanSession, settings: Settings, stats: RunStats) -> str:
     for stage, name in stage_names.items():
         s = stats.stages[stage]
         cfg = settings.cfg_high if stage == "high" else settings.cfg_low
-        cfg_text = f"cfg {cfg:g} ({'on' if cfg > 1 else 'off'})"
+        cfg_text = f"cfg {cfg:g} ({'on' if cfg_enabled(cfg) else 'off'})"
         lines.append(f"{name}: {_plural(s.steps, 'step')}, {_plural(s.forwards, 'forward')}, {cfg_text}, {s.seconds:.2f} s")
     if settings.boundary is not None:
         lines.append(f"expert switch at t < {settings.boundary * NUM_TRAIN_TIMESTEPS:g} (boundary {settings.boundary:g})")
@@ -375,5 +372,4 @@ def _text_line(item: EncodedText) -> str:
 
 def expected_forwards(steps: int, shift: float, boundary: float | None, cfg_high: float, cfg_low: float, sampler: str = "unipc") -> int:
     """Transformer forwards a run needs: per stage, one per step, two where that stage's cfg > 1."""
-    plan = plan_steps(steps, shift, boundary, sampler)
-    return plan.high_noise_steps * (2 if cfg_high > 1 else 1) + plan.low_noise_steps * (2 if cfg_low > 1 else 1)
+    return count_forwards(plan_steps(steps, shift, boundary, sampler), cfg_high, cfg_low)

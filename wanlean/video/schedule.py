@@ -56,3 +56,18 @@ def plan_steps(steps: int, shift: float, boundary: float | None, sampler: str = 
     boundary_timestep = None if boundary is None else boundary * NUM_TRAIN_TIMESTEPS
     high = len(timesteps) if boundary_timestep is None else sum(t >= boundary_timestep for t in timesteps)
     return StepPlan(timesteps, high, len(timesteps) - high, boundary_timestep)
+
+
+def cfg_enabled(cfg: float) -> bool:
+    """CFG runs the unconditional pass too, but only where that stage's scale is above 1."""
+    return cfg > 1.0
+
+
+def forwards_per_step(cfg: float) -> int:
+    """Transformer forwards one step of a stage costs: two with CFG on, one without."""
+    return 2 if cfg_enabled(cfg) else 1
+
+
+def count_forwards(plan: StepPlan, cfg_high: float, cfg_low: float) -> int:
+    """Transformer forwards a run needs: per stage, its steps times its forwards per step."""
+    return plan.high_noise_steps * forwards_per_step(cfg_high) + plan.low_noise_steps * forwards_per_step(cfg_low)

@@ -7,7 +7,7 @@ sampler (`wanlean.sampler`) only ever sees a `WanSession`.
 What a loader must provide:
 - the transformer(s) and the VAE as diffusers modules (`WanTransformer3DModel`, `AutoencoderKLWan`),
   anywhere (CPU is fine): the sampler places them on `device` according to `memory_mode` before the first
-  run (`wanlean.memory`), so loaders never move weights for a memory mode themselves;
+  run (`wanlean.video.memory`), so loaders never move weights for a memory mode themselves;
 - a `TextEncoderSource` that tokenizes and loads the umT5 encoder lazily (`LazyTextEncoder` does the lazy
   part for you: give it an identity, a tokenize function and a load function);
 - `model_type`, `boundary_ratio`, `expand_timesteps`, `dtype`, `device`, `memory_mode`, `source`.
@@ -22,31 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, runtime_checkable
 
 from ..errors import WanLeanError
-
-MODEL_TYPES = ("A14B", "TI2V-5B")
-MEMORY_MODES = ("gpu", "model_offload", "sequential_offload")
-
-
-@dataclass(frozen=True)
-class OfficialDefaults:
-    """The official Wan2.2 settings for a model (Wan-Video/Wan2.2 `wan/configs/`)."""
-
-    steps: int
-    shift: float
-    cfg_high: float  # guidance in the high-noise stage (TI2V-5B: the only stage)
-    cfg_low: float  # guidance in the low-noise stage (TI2V-5B: same as cfg_high)
-    frames: int
-    width: int
-    height: int
-    fps: int
-    boundary: float | None  # expert switch at boundary × 1000; None for one transformer
-
-
-OFFICIAL = {
-    "A14B": OfficialDefaults(steps=40, shift=12.0, cfg_high=4.0, cfg_low=3.0, frames=81, width=1280, height=720, fps=16, boundary=0.875),
-    "TI2V-5B": OfficialDefaults(steps=50, shift=5.0, cfg_high=5.0, cfg_low=5.0, frames=121, width=1280, height=704, fps=24, boundary=None),
-}
-
+from .memory import MEMORY_MODES, MemoryState
+from .models import MODEL_TYPES, OFFICIAL, OfficialDefaults
 
 @runtime_checkable
 class TextEncoderSource(Protocol):
@@ -71,9 +48,11 @@ class LazyTextEncoder:
     """A `TextEncoderSource` from three pieces: an identity, a function text → ids (with `</s>`), and a
     function that loads the encoder. Both functions run at most once per need; the encoder is kept."""
 
-    def __init__(self, identity: str, token_ids: Callable[[str], list[int]], load_encoder: Callable[[], Any], pad_id: int = 0):
+    def __init__(self, identity: str, token_ids: Callable[[str], list[int]], load_encoder: Callable[[], Any], pad_id: int = 0,
+                 pinned_device: str | None = None):
         self.identity = identity
         self.pad_id = pad_id
+        self.pinned_device = pinned_device  # a device the encoder always runs on, whatever the memory mode
         self._token_ids = token_ids
         self._load_encoder = load_encoder
         self._encoder = None
@@ -109,9 +88,18 @@ class WanSession:
     expand_timesteps: bool  # TI2V-5B: timestep given per token
     dtype: Any  # torch dtype the transformers compute in
     device: Any  # torch.device the denoising runs on
-    memory_mode: str = "gpu"  # one of MEMORY_MODES; applied by wanlean.memory before the first run
+    memory_mode: str = "gpu"  # one of MEMORY_MODES; applied by wanlean.video.memory before the first run
     source: str = ""  # where it was loaded from, for reports
-    extras: dict = field(default_factory=dict)  # loader notes; the memory module keeps its state here too
+    extras: dict = field(default_factory=dict)  # loader notes for reports (files, formats, LoRAs); never read to decide
+
+    @property
+    def memory_state(self) -> MemoryState:
+        """Where `wanlean.video.memory` has put this session's weights. Not a field: a copy
+        (`dataclasses.replace`, a LoRA's new pipe) starts unplaced and is placed on its own."""
+        state = self.__dict__.get("_memory_state")
+        if state is None:
+            state = self.__dict__["_memory_state"] = MemoryState()
+        return state
 
     @property
     def official(self) -> OfficialDefaults:

@@ -13,36 +13,9 @@ import json
 import os
 
 from ...errors import WanLeanError, missing_package
-from ..session import MEMORY_MODES, LazyTextEncoder, WanSession
-
-DTYPES = ("auto", "bf16", "fp16", "fp32")
-DEVICES = ("auto", "cuda", "cpu")
-
-
-def resolve_device(device: str = "auto"):
-    import torch
-
-    if device in ("auto", "", None):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise WanLeanError(f"device: '{device}' was chosen but no CUDA GPU is available; choose 'auto' or 'cpu'.")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise WanLeanError(f"device must be one of {', '.join(DEVICES)} (or e.g. 'cuda:1'); got '{device}'.") from None
-
-
-def resolve_dtype(dtype: str, device):
-    """bf16 on a GPU and fp32 on the CPU unless chosen otherwise."""
-    import torch
-
-    if dtype in ("auto", "", None):
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    table = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-    if dtype not in table:
-        raise WanLeanError(f"dtype must be one of {', '.join(DTYPES)}; got '{dtype}'.")
-    return table[dtype]
-
+from ..devices import resolve_device, resolve_dtype
+from ..memory import MEMORY_MODES
+from ..session import LazyTextEncoder, WanSession
 
 def read_model_index(folder: str) -> tuple[str, dict]:
     """(model_type, model_index) of a Wan2.2 diffusers folder, or a WanLeanError saying what it is instead."""

@@ -14,17 +14,16 @@ import re
 
 import torch
 
-from ..diffusers_folder import resolve_device, resolve_dtype
 from ....errors import WanLeanError, missing_package
-from ...session import MEMORY_MODES, WanSession
+from ...devices import TEXT_ENCODER_DEVICES, WEIGHT_STORAGES, resolve_device, resolve_dtype
+from ...memory import MEMORY_MODES
+from ...models import OFFICIAL
+from ...session import WanSession
 from .build import empty_weights, load_module
 from .detect import A14B_FILES, ModelFile, fingerprint, inspect_diffusion_model, inspect_text_encoder, inspect_vae
 from .keymaps import transformer_map, vae_map
 from .umt5 import comfy_text_encoder
 
-WEIGHT_STORAGES = ("as_file", "fp8")
-TEXT_ENCODER_DEVICES = ("cpu", "gpu")
-A14B_BOUNDARY = 0.875  # official Wan2.2 T2V-A14B (`wan/configs/wan_t2v_A14B.py`)
 NONE = "none"
 
 
@@ -93,14 +92,15 @@ def load_comfy_files(
     vae_model = load_module(vae_model, vae_file, vae_map(vae_file.names(), vae_file.family if vae_file.layout == "wan" else "diffusers"), torch.float32, "vae", progress=tick)
 
     model_type = high.family
+    pinned_encoder_device = "cpu" if text_encoder_device == "cpu" else None  # None: the memory mode places umT5
     files = {"high_noise_model": high, "low_noise_model": low, "vae": vae_file, "text_encoder": te_file}
     return WanSession(
         model_type=model_type,
         transformer=transformer_1,
         transformer_2=transformer_2,
         vae=vae_model,
-        text_encoder=comfy_text_encoder(te_file, torch_dtype, weight_storage),
-        boundary_ratio=A14B_BOUNDARY if model_type == "A14B" else None,
+        text_encoder=comfy_text_encoder(te_file, torch_dtype, weight_storage, pinned_device=pinned_encoder_device),
+        boundary_ratio=OFFICIAL[model_type].boundary,
         expand_timesteps=model_type == "TI2V-5B",
         dtype=torch_dtype,
         device=torch_device,
@@ -110,8 +110,7 @@ def load_comfy_files(
             "files": {slot: f.path for slot, f in files.items() if f is not None},
             "formats": {slot: f.description for slot, f in files.items() if f is not None},
             "weight_storage": weight_storage,
-            # read by wanlean.memory: "cpu" pins umT5 to the CPU; None lets the memory mode place it
-            "text_encoder_device": "cpu" if text_encoder_device == "cpu" else None,
+            "text_encoder_device": pinned_encoder_device,  # reported; the encoder's pinned_device decides
         },
     )
 

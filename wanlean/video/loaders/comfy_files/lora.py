@@ -191,7 +191,7 @@ def apply_loras(session, high: tuple[str, float] | None = None, low: tuple[str, 
         experts[slot] = _share_clone(experts[slot])
         count = _add_lora(experts[slot], layers, float(strength), os.path.basename(path), what, session.dtype)
         notes.append({"expert": slot, "file": os.path.basename(path), "strength": float(strength), "layers": count})
-    extras = {key: value for key, value in session.extras.items() if key != "memory"}  # placed anew
+    extras = dict(session.extras)  # the copy gets its own memory_state: it is placed anew
     extras["loras"] = notes
     base_source = extras.setdefault("source_without_loras", session.source)
     lora_names = ", ".join(f"{n['expert']}: {n['file']} @ {n['strength']:g}" for n in notes)

@@ -54,8 +54,9 @@ def build_encoder(file: ModelFile, dtype, weight_storage: str = "as_file", devic
     return model.to(device) if device is not None else model
 
 
-def comfy_text_encoder(file: ModelFile, dtype, weight_storage: str = "as_file", device=None) -> LazyTextEncoder:
-    """A `TextEncoderSource` for ComfyUI's umT5 file: tokenizer on first prompt, encoder on first cache miss."""
+def comfy_text_encoder(file: ModelFile, dtype, weight_storage: str = "as_file", device=None, pinned_device: str | None = None) -> LazyTextEncoder:
+    """A `TextEncoderSource` for ComfyUI's umT5 file: tokenizer on first prompt, encoder on first cache miss.
+    `pinned_device`: where the encoder always runs ("cpu"), or None to let the memory mode place it."""
     tokenizer_holder: list = []
 
     def token_ids(text: str) -> list[int]:
@@ -69,4 +70,4 @@ def comfy_text_encoder(file: ModelFile, dtype, weight_storage: str = "as_file", 
 
     storage = "" if weight_storage == "as_file" else f":{weight_storage}"
     identity = f"comfy:{file.name}:{str(dtype).removeprefix('torch.')}{storage}:{fingerprint(file)}"
-    return LazyTextEncoder(identity, token_ids, load_encoder)
+    return LazyTextEncoder(identity, token_ids, load_encoder, pinned_device=pinned_device)

@@ -1,11 +1,10 @@
 """WanLeanCompress: shorten a prompt in umT5 tokens, faithfully by default."""
 
-from ..wanlean.prompt import compress, text_models
-from . import _comfy
-from .token_count import resolve_tokenizer, tokenizer_choices
+from ...wanlean.prompt import compress, text_models
+from .. import _comfy
+from .._shared import NONE, TOKENIZER_TOOLTIP, resolve_tokenizer, tokenizer_choices
 
 _comfy.register_model_folder(text_models.FOLDER_KIND)  # models/prompt_compressors/<model folder>
-NO_MODEL = "none"
 
 
 class WanLeanCompress:
@@ -61,16 +60,15 @@ class WanLeanCompress:
                     tokenizer_choices(),
                     {
                         "default": "estimate",
-                        "tooltip": "Your umT5 text-encoder file from models/text_encoders for exact counts (only its "
-                        "built-in tokenizer is read), or 'estimate'.",
+                        "tooltip": TOKENIZER_TOOLTIP,
                     },
                 ),
             },
             "optional": {
                 "model": (
-                    [NO_MODEL] + _comfy.model_subfolders(text_models.FOLDER_KIND),
+                    [NONE] + _comfy.model_subfolders(text_models.FOLDER_KIND),
                     {
-                        "default": NO_MODEL,
+                        "default": NONE,
                         "tooltip": "For token-classifier and summarize: a model folder (with its config.json) in "
                         "models/prompt_compressors. Not used by extractive.",
                     },
@@ -88,16 +86,16 @@ class WanLeanCompress:
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
-    def run(self, text, method, target_ratio, keep, tokenizer, model=NO_MODEL, model_id="", unique_id=None):
+    def run(self, text, method, target_ratio, keep, tokenizer, model=NONE, model_id="", unique_id=None):
         chosen = None
         if method != "extractive":
             if model_id and model_id.strip():
                 chosen = model_id.strip()
-            elif model and model != NO_MODEL:
+            elif model and model != NONE:
                 chosen = _comfy.model_subfolder_path(text_models.FOLDER_KIND, model, "model")
         result = compress.compress(text, method, target_ratio, keep, resolve_tokenizer(tokenizer), chosen)
         report = result.report()
-        _comfy.show_text(unique_id, report.splitlines()[1])
+        _comfy.show_text(unique_id, result.headline)
         return {"ui": {"text": [report]}, "result": (result.text, report)}
 
 

@@ -1,9 +1,9 @@
 """WanLeanTruncate: fit a prompt into a token budget, keeping its head and its tail."""
 
-from ..wanlean import tokens
-from ..wanlean.prompt import truncate
-from . import _comfy
-from .token_count import resolve_tokenizer, tokenizer_choices
+from ...wanlean import tokens
+from ...wanlean.prompt import truncate
+from .. import _comfy
+from .._shared import TOKENIZER_TOOLTIP, resolve_tokenizer, tokenizer_choices
 
 
 class WanLeanTruncate:
@@ -52,8 +52,7 @@ class WanLeanTruncate:
                     tokenizer_choices(),
                     {
                         "default": "estimate",
-                        "tooltip": "Your umT5 text-encoder file from models/text_encoders for exact counts (only its "
-                        "built-in tokenizer is read), or 'estimate'. The budget is checked with this tokenizer.",
+                        "tooltip": TOKENIZER_TOOLTIP + " The budget is checked with this tokenizer.",
                     },
                 ),
             },
@@ -63,7 +62,7 @@ class WanLeanTruncate:
     def run(self, text, max_tokens, tail_tokens, tokenizer, unique_id=None):
         result = truncate.truncate(text, max_tokens, tail_tokens, resolve_tokenizer(tokenizer))
         report = result.report()
-        _comfy.show_text(unique_id, report.splitlines()[1])
+        _comfy.show_text(unique_id, result.headline)
         return {"ui": {"text": [report]}, "result": (result.text, result.dropped, report)}
 
 

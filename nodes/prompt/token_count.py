@@ -1,21 +1,9 @@
 """WanLeanTokenCount: exact umT5 token counts from the text-encoder file the user already has."""
 
-from ..wanlean import tokens
-from . import _comfy, routes
+from ...wanlean import tokens
+from .. import _comfy
+from .._shared import resolve_tokenizer, tokenizer_choices
 
-routes.register()  # POST /wanlean/tokens, for the editor's live readout (no-op outside ComfyUI)
-
-
-def tokenizer_choices() -> list[str]:
-    # "estimate" first: a fresh graph works before any file is chosen, and it is the default.
-    return [tokens.ESTIMATE] + [name for name in _comfy.model_files("text_encoders") if name != tokens.ESTIMATE]
-
-
-def resolve_tokenizer(name: str) -> tokens.Tokenizer:
-    """The tokenizer for a COMBO value: "estimate", or a file ComfyUI lists in models/text_encoders."""
-    if tokens.is_estimate_name(name):
-        return tokens.load_tokenizer(None)
-    return tokens.load_tokenizer(_comfy.model_path("text_encoders", name, "tokenizer"))
 
 
 class WanLeanTokenCount:

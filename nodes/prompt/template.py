@@ -1,6 +1,6 @@
 """WanLeanPromptTemplate: a Wan2.2 prompt from slots in Wan's own order."""
 
-from ..wanlean.prompt import template
+from ...wanlean.prompt import template
 
 _SLOT_TOOLTIPS = {
     "lighting": "Light source or quality (Wan vocabulary). Free words go in lighting_text.",

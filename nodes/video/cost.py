@@ -1,13 +1,14 @@
 """WanLeanGenerationCost: what a Wan2.2 run costs, from its settings, before running it."""
 
-from ..wanlean.video import cost
-from ..wanlean.video.schedule import SAMPLERS
+from ...wanlean.video import cost
+from ...wanlean.video.models import A14B
+from ...wanlean.video.schedule import SAMPLERS
 
 
 class WanLeanGenerationCost:
     """Latent frames, video tokens, steps per expert, transformer forwards and a compute figure."""
 
-    CATEGORY = "WanLean/prompt"
+    CATEGORY = "WanLean/video"
     FUNCTION = "run"
     OUTPUT_NODE = True  # shows its report, so it runs even when nothing uses its outputs
     RETURN_TYPES = ("INT", "INT", "INT", "INT", "INT", "FLOAT", "FLOAT", "FLOAT", "STRING")
@@ -44,14 +45,14 @@ class WanLeanGenerationCost:
         return {
             "required": {
                 "model": (list(cost.MODELS), {"default": "A14B", "tooltip": "A14B: two 14B experts, 16 fps. TI2V-5B: one 5B transformer with the Wan2.2 VAE, 24 fps."}),
-                "width": ("INT", {"default": 1280, "min": 16, "max": 8192, "step": 16, "tooltip": "Video width in pixels: a multiple of 16 (A14B) or 32 (TI2V-5B)."}),
-                "height": ("INT", {"default": 720, "min": 16, "max": 8192, "step": 16, "tooltip": "Video height in pixels: a multiple of 16 (A14B) or 32 (TI2V-5B; official 704)."}),
-                "frames": ("INT", {"default": 81, "min": 1, "max": 10001, "step": 4, "tooltip": "Number of frames, 4k+1 (official: 81 for A14B, 121 for TI2V-5B)."}),
-                "steps": ("INT", {"default": 40, "min": 1, "max": 1000, "tooltip": "Sampling steps (official: 40 A14B, 50 TI2V-5B; 4 with the lightx2v LoRAs)."}),
-                "cfg_high": ("FLOAT", {"default": 4.0, "min": 0.0, "max": 100.0, "step": 0.1, "tooltip": "CFG scale of the high-noise stage (TI2V-5B: its only stage). Above 1 costs a second forward per step."}),
-                "cfg_low": ("FLOAT", {"default": 3.0, "min": 0.0, "max": 100.0, "step": 0.1, "tooltip": "CFG scale of the low-noise stage (A14B only). Above 1 costs a second forward per step."}),
-                "boundary": ("FLOAT", {"default": 0.875, "min": 0.0, "max": 1.0, "step": 0.005, "tooltip": "A14B switches to the low-noise expert when the timestep drops below boundary × 1000 (official 0.875)."}),
-                "shift": ("FLOAT", {"default": 12.0, "min": 0.01, "max": 100.0, "step": 0.1, "tooltip": "Flow shift (official: 12.0 A14B, 5.0 TI2V-5B). It moves the high/low split: 40 steps at shift 12 give 26/14, at shift 3 13/27."}),
+                "width": ("INT", {"default": A14B.width, "min": 16, "max": 8192, "step": 16, "tooltip": "Video width in pixels: a multiple of 16 (A14B) or 32 (TI2V-5B)."}),
+                "height": ("INT", {"default": A14B.height, "min": 16, "max": 8192, "step": 16, "tooltip": "Video height in pixels: a multiple of 16 (A14B) or 32 (TI2V-5B; official 704)."}),
+                "frames": ("INT", {"default": A14B.frames, "min": 1, "max": 10001, "step": 4, "tooltip": "Number of frames, 4k+1 (official: 81 for A14B, 121 for TI2V-5B)."}),
+                "steps": ("INT", {"default": A14B.steps, "min": 1, "max": 1000, "tooltip": "Sampling steps (official: 40 A14B, 50 TI2V-5B; 4 with the lightx2v LoRAs)."}),
+                "cfg_high": ("FLOAT", {"default": A14B.cfg_high, "min": 0.0, "max": 100.0, "step": 0.1, "tooltip": "CFG scale of the high-noise stage (TI2V-5B: its only stage). Above 1 costs a second forward per step."}),
+                "cfg_low": ("FLOAT", {"default": A14B.cfg_low, "min": 0.0, "max": 100.0, "step": 0.1, "tooltip": "CFG scale of the low-noise stage (A14B only). Above 1 costs a second forward per step."}),
+                "boundary": ("FLOAT", {"default": A14B.boundary, "min": 0.0, "max": 1.0, "step": 0.005, "tooltip": "A14B switches to the low-noise expert when the timestep drops below boundary × 1000 (official 0.875)."}),
+                "shift": ("FLOAT", {"default": A14B.shift, "min": 0.01, "max": 100.0, "step": 0.1, "tooltip": "Flow shift (official: 12.0 A14B, 5.0 TI2V-5B). It moves the high/low split: 40 steps at shift 12 give 26/14, at shift 3 13/27."}),
                 "sampler": (list(SAMPLERS), {"default": "unipc", "tooltip": "Scheduler whose timesteps decide the split: unipc (official) or euler."}),
             },
             "optional": {
