@@ -16,7 +16,7 @@ from wanlean.video.sampler import OFFICIAL_NEGATIVE
 
 @pytest.fixture()
 def nodes(pack, monkeypatch, tmp_path):
-    """The pack's wan_sampler module with models/diffusers pointing at the tiny folders and the output
+    """The pack's diffusers-loader and sampler node modules with models/diffusers pointing at the tiny folders and the output
     folder at tmp_path."""
     module = types.SimpleNamespace(**{**vars(pack.nodes.video.load_diffusers), "WanLeanSampler": pack.nodes.video.sampler.WanLeanSampler})
     root = tmp_path / "diffusers"

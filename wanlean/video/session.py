@@ -1,8 +1,8 @@
 """A loaded Wan2.2 model: what the sampler needs, however it was loaded.
 
-Two loaders build it: from a diffusers folder (`wanlean.diffusers_folder.load_diffusers_folder`, node
+Two loaders build it: from a diffusers folder (`wanlean.video.loaders.diffusers_folder.load_diffusers_folder`, node
 `WanLeanLoadDiffusers`) and from the single files ComfyUI users have (`WanLeanLoadComfyFiles`). The
-sampler (`wanlean.sampler`) only ever sees a `WanSession`.
+sampler (`wanlean.video.sampler`) only ever sees a `WanSession`.
 
 What a loader must provide:
 - the transformer(s) and the VAE as diffusers modules (`WanTransformer3DModel`, `AutoencoderKLWan`),
@@ -34,7 +34,7 @@ class TextEncoderSource(Protocol):
 
     def token_ids(self, text: str) -> list[int]:
         """umT5 ids for `text` with `</s>` appended, not truncated and not padded. `text` arrives already
-        cleaned the way diffusers and official Wan clean prompts (`wanlean.text_encoding.clean_prompt`)."""
+        cleaned the way diffusers and official Wan clean prompts (`wanlean.video.text_encoding.clean_prompt`)."""
 
     def encoder(self) -> Any:
         """The `transformers.UMT5EncoderModel`, loaded on first use (on any device: the sampler moves it)."""

@@ -11,7 +11,7 @@ One module per capability:
 - `lora`: LoRAs for either expert, applied without touching the input session;
 - `load`: `load_comfy_files`, the entry point the node calls.
 
-Import the submodules directly (`from wanlean.comfy_files.load import load_comfy_files`): this package
+Import the submodules directly (`from wanlean.video.loaders.comfy_files.load import load_comfy_files`): this package
 imports nothing heavy by itself.
 
 Configs come from `wanlean/configs/*.json` (shipped with the pack) plus the shapes in the file, so nothing
