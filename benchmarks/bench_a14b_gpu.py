@@ -7,8 +7,8 @@ Speed does not depend on the weights' values, so the two experts (Wan2.1-14B arc
 5120, 40 layers, 40 heads, ffn 13824, in/out 16, text_dim 4096) are built with random bf16 weights
 directly on the GPU (built on the meta device, then each tensor is allocated on the GPU and filled in
 place: no slow CPU initialisation). The text encoder and the VAE decode are skipped: the loop gets random
-512×4096 prompt and negative embeddings. What runs is the pack's own code: `wanlean.sampler.denoise`
-(per-stage CFG, expert switch) with `wanlean.memory` placing the weights for each memory mode.
+512×4096 prompt and negative embeddings. What runs is the pack's own code: `wanlean.video.sampler.denoise`
+(per-stage CFG, expert switch) with `wanlean.video.memory` placing the weights for each memory mode.
 
 For each memory mode (outer loop, in the order given: gpu, then model_offload, then sequential_offload,
 since each moves the weights further off the GPU) and each size, it runs 1 warm-up step + --steps timed
@@ -62,7 +62,7 @@ def build_expert(config: dict, device, dtype, seed: int):
     """A WanTransformer3DModel with random weights made where it will run (no CPU init)."""
     from diffusers import WanTransformer3DModel
 
-    from wanlean.diffusers_folder import restore_rope
+    from wanlean.video.loaders.diffusers_folder import restore_rope
 
     with torch.device("meta"):
         model = WanTransformer3DModel(**config)
@@ -82,7 +82,7 @@ def build_expert(config: dict, device, dtype, seed: int):
 def build_session(full_size: bool, device, dtype, attention: str | None):
     from diffusers import AutoencoderKLWan
 
-    from wanlean.session import LazyTextEncoder, WanSession
+    from wanlean.video.session import LazyTextEncoder, WanSession
 
     config = A14B_EXPERT if full_size else TINY_EXPERT
     high = build_expert(config, device, dtype, seed=1)
@@ -115,7 +115,7 @@ def parse_sizes(text: str) -> list[tuple[int, int, int]]:
 
 def boundary_for_last_step_low(steps_total: int, shift: float) -> float:
     """A boundary between the last two timesteps, so the final step runs on the low-noise expert."""
-    from wanlean.schedule import plan_steps
+    from wanlean.video.schedule import plan_steps
 
     timesteps = plan_steps(steps_total, shift, None).timesteps
     if len(timesteps) < 2:
@@ -124,8 +124,8 @@ def boundary_for_last_step_low(steps_total: int, shift: float) -> float:
 
 
 def run_config(session, text_dim, size, mode, timed_steps, deadline, on_cuda):
-    from wanlean import memory
-    from wanlean.sampler import RunStats, VideoRequest, denoise, resolve_settings
+    from wanlean.video import memory
+    from wanlean.video.sampler import RunStats, VideoRequest, denoise, resolve_settings
 
     width, height, frames = size
     steps_total = 1 + timed_steps
@@ -242,7 +242,7 @@ def main(argv=None) -> dict:
             try:
                 result = run_config(session, text_dim, size, mode, args.steps, deadline, on_cuda)
             except torch.OutOfMemoryError as exc:
-                from wanlean import memory
+                from wanlean.video import memory
 
                 memory.release(session)
                 result = {"size": label.split()[0], "mode": mode, "status": f"out of memory: {str(exc).splitlines()[0][:160]}"}

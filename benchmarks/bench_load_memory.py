@@ -51,8 +51,8 @@ def write_files(folder: str, gigabytes: float) -> dict:
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     from wltest.comfy_formats import QUANTIZABLE_TRANSFORMER, original_transformer_names
 
-    from wanlean.comfy_files.build import empty_weights
-    from wanlean.comfy_files.quant import quantize_fp8
+    from wanlean.video.loaders.comfy_files.build import empty_weights
+    from wanlean.video.loaders.comfy_files.quant import quantize_fp8
 
     layers = max(1, round(gigabytes * 1e9 / BYTES_PER_BLOCK_BF16))
     with empty_weights():
@@ -85,8 +85,8 @@ def child(path: str, dtype_name: str, storage: str, method: str) -> None:
     """Runs in a fresh process: load once, print one JSON line."""
     import torch
 
-    from wanlean.comfy_files.detect import inspect_diffusion_model
-    from wanlean.comfy_files.load import load_transformer
+    from wanlean.video.loaders.comfy_files.detect import inspect_diffusion_model
+    from wanlean.video.loaders.comfy_files.load import load_transformer
 
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
     file = inspect_diffusion_model(path)

@@ -34,11 +34,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from wanlean import compress, protect, tokens, truncate  # noqa: E402
-from wanlean.words import PUNCT, is_subsequence, units, words  # noqa: E402
+from wanlean import tokens  # noqa: E402
+from wanlean.prompt import compress, protect, truncate  # noqa: E402
+from wanlean.prompt.words import PUNCT, is_subsequence, units, words  # noqa: E402
 
 CORPUS = ROOT / "benchmarks" / "corpus"
-FUNCTION_WORDS = compress._STOPWORDS | compress._CJK_FUNCTION
+FUNCTION_WORDS = compress.vocabulary.STOPWORDS | compress.vocabulary.CJK_FUNCTION
 
 
 def load_corpus() -> list[str]:

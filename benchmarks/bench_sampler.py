@@ -3,7 +3,7 @@
     python benchmarks/bench_sampler.py [--steps 10] [--repeat 5] [--threads 1]
 
 Prints:
-1. wall time of `wanlean.sampler.generate` vs `WanPipeline(...)` with identical settings (same seed,
+1. wall time of `wanlean.video.sampler.generate` vs `WanPipeline(...)` with identical settings (same seed,
    cfg_low == cfg_high == 4, UniPC with flow_shift 12, a tiny 64×32×9 video, text cache off
    so both encode the text), best of --repeat run alternately; the ratio (target ≤ 1.03) and the max abs
    difference of the frames (target: equal at float precision);
@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 import torch  # noqa: E402
 from wltest.tiny_wan import reference_pipeline, tiny_folder  # noqa: E402
 
-from wanlean.diffusers_folder import load_diffusers_folder  # noqa: E402
-from wanlean.sampler import VideoRequest, expected_forwards, generate  # noqa: E402
-from wanlean.schedule import make_scheduler, plan_steps  # noqa: E402
+from wanlean.video.loaders.diffusers_folder import load_diffusers_folder  # noqa: E402
+from wanlean.video.sampler import VideoRequest, expected_forwards, generate  # noqa: E402
+from wanlean.video.schedule import make_scheduler, plan_steps  # noqa: E402
 
 PROMPT = "a red fox runs through deep snow at dawn, the camera tracks it from a low angle"
 NEGATIVE = "blurry, static, low quality"

@@ -7,7 +7,7 @@ relative attention bias per layer); the vocabulary is the tiny test one (speed d
 For prompts of 32, 64 and 128 tokens it prints, best of --repeat (the two sides alternate), both the
 process's CPU time (steady on a shared machine) and wall time:
 1. prompt only: diffusers' `WanPipeline.encode_prompt` (pads to 512, then trims and zero-pads) vs
-   `wanlean.text_encoding.encode_texts` on the real tokens; the speed-up and the max abs difference of the
+   `wanlean.video.text_encoding.encode_texts` on the real tokens; the speed-up and the max abs difference of the
    [1, 512, 768] embeddings (target: ≥ 4× at ≤ 128 tokens, identical embeddings);
 2. prompt + negative of the same length: diffusers runs two padded forwards, we run one batched forward;
 3. a cached prompt + negative: encoder forwards (target 0) and time (target < 1 ms).
@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 import torch  # noqa: E402
 from wltest.tiny_wan import base_like_text_encoder, tiny_transformer, tiny_vae, tokenizer_folder  # noqa: E402
 
-from wanlean.embedding_cache import EmbeddingCache, MemoryCache  # noqa: E402
-from wanlean.session import LazyTextEncoder  # noqa: E402
-from wanlean.text_encoding import encode_texts, padded_batch  # noqa: E402
+from wanlean.video.embedding_cache import EmbeddingCache, MemoryCache  # noqa: E402
+from wanlean.video.session import LazyTextEncoder  # noqa: E402
+from wanlean.video.text_encoding import encode_texts, padded_batch  # noqa: E402
 from wanlean.tokens import WAN_TEXT_LEN  # noqa: E402
 
 WORDS = (

@@ -4,17 +4,22 @@ A module whose optional dependency is missing is skipped with a log line naming 
 of the pack still loads.
 """
 
+from . import routes
 from ._registry import collect
 
-# Node modules, in menu order. Each exports NODE_CLASS_MAPPINGS and NODE_DISPLAY_NAME_MAPPINGS.
+# Node modules, in menu order; `prompt/` and `video/` mirror the core's two products. Each exports
+# NODE_CLASS_MAPPINGS and NODE_DISPLAY_NAME_MAPPINGS.
 NODE_MODULES = (
-    "prompt_template",
-    "compress",
-    "truncate",
-    "token_count",
-    "generation_cost",
-    "wan_sampler",
-    "wan_files",
+    "prompt.template",
+    "prompt.compress",
+    "prompt.truncate",
+    "prompt.token_count",
+    "video.cost",
+    "video.load_diffusers",
+    "video.sampler",
+    "video.load_comfy_files",
+    "video.lora",
 )
 
 NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, DISABLED = collect(__name__, NODE_MODULES)
+routes.register()  # POST /wanlean/tokens, for the editor's live readout (no-op outside ComfyUI)

@@ -62,11 +62,6 @@ def model_folders(kind: str) -> list[str]:
         return []
 
 
-def temp_directory() -> str | None:
-    fp = folder_paths()
-    return fp.get_temp_directory() if fp is not None else None
-
-
 class _NoProgress:
     def update(self, value: int = 1) -> None:
         pass
@@ -177,6 +172,16 @@ def model_subfolders(kind: str, marker: str = "config.json") -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def find_subfolder(kind: str, name: str, marker: str | None = None) -> str | None:
+    """The full path of sub-folder `name` ("name" or "owner/name") in the first `kind` model folder that has
+    it (holding `marker`, when given), or None. Callers check `name` against `model_subfolders` first."""
+    for root in model_folders(kind):
+        path = os.path.join(root, *name.split("/"))
+        if os.path.isdir(path) and (marker is None or os.path.isfile(os.path.join(path, marker))):
+            return path
+    return None
+
+
 def model_subfolder_path(kind: str, name: str, what: str) -> str:
     """The full path of a listed sub-folder of the `kind` model folders; only listed names are
     accepted, so a request cannot reach folders elsewhere. `what` names the input in messages."""
@@ -185,8 +190,7 @@ def model_subfolder_path(kind: str, name: str, what: str) -> str:
             f"{what}: '{name}' is not a model folder in models/{kind}. Put the model's folder (with its "
             "config.json) there, then refresh the node list."
         )
-    for root in model_folders(kind):
-        path = os.path.join(root, *name.split("/"))
-        if os.path.isdir(path):
-            return path
-    raise WanLeanError(f"{what}: '{name}' was listed but cannot be found in models/{kind}; refresh and retry.")
+    path = find_subfolder(kind, name)
+    if path is None:
+        raise WanLeanError(f"{what}: '{name}' was listed but cannot be found in models/{kind}; refresh and retry.")
+    return path

@@ -1,5 +1,5 @@
-"""Server routes for the editor. Added to ComfyUI's PromptServer when the node modules are imported,
-so ComfyUI also serves each under /api/. Outside ComfyUI `register` does nothing and `answer_tokens`
+"""Server routes for the editor. The package's `__init__` adds them to ComfyUI's PromptServer (no node
+module registers anything on import); ComfyUI also serves each under /api/. Outside ComfyUI `register` does nothing and `answer_tokens`
 can be called directly.
 
 POST /wanlean/tokens  {"text": str, "tokenizer": name from models/text_encoders or "estimate",
@@ -16,6 +16,7 @@ import logging
 from ..wanlean import tokens
 from ..wanlean.errors import WanLeanError
 from . import _comfy
+from ._shared import resolve_tokenizer
 
 log = logging.getLogger("wanlean")
 
@@ -58,8 +59,6 @@ def _parse(body: bytes) -> dict:
 
 
 def _count(request: dict) -> dict:
-    from .token_count import resolve_tokenizer  # token_count imports this module
-
     tokenizer = resolve_tokenizer(request["tokenizer"])
     report = tokens.analyze(tokenizer, request["text"], request["negative"], request["budget"])
     return report.as_dict()

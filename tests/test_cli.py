@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from wanlean import cli, prep
+from wanlean import cli
+from wanlean.prompt import prep
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "prompts.txt"

@@ -5,13 +5,13 @@ the raw fp8 numbers)."""
 import pytest
 import torch
 
-from wanlean.comfy_files.detect import inspect_text_encoder
-from wanlean.comfy_files.load import load_comfy_files
-from wanlean.comfy_files.quant import Fp8Linear, dequantize
-from wanlean.diffusers_folder import load_diffusers_folder
-from wanlean.embedding_cache import EmbeddingCache, MemoryCache
+from wanlean.video.loaders.comfy_files.detect import inspect_text_encoder
+from wanlean.video.loaders.comfy_files.load import load_comfy_files
+from wanlean.video.loaders.comfy_files.quant import Fp8Linear, dequantize
+from wanlean.video.loaders.diffusers_folder import load_diffusers_folder
+from wanlean.video.embedding_cache import EmbeddingCache, MemoryCache
 from wanlean.errors import WanLeanError
-from wanlean.sampler import VideoRequest, generate
+from wanlean.video.sampler import VideoRequest, generate
 from wltest.comfy_formats import QUANTIZABLE_TRANSFORMER, diffusers_folder, original_transformer_names, tiny_set
 from wltest.tiny_wan import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH
 
@@ -235,11 +235,11 @@ def test_memory_modes_and_session_notes(tiny):
 
 
 def test_text_encoder_device_option(tiny):
-    """text_encoder_device "cpu" pins umT5 to the CPU in every memory mode (wanlean.memory reads it);
+    """text_encoder_device "cpu" pins umT5 to the CPU in every memory mode (wanlean.video.memory reads it);
     "gpu" leaves it to the memory mode."""
     import dataclasses
 
-    from wanlean import memory
+    from wanlean.video import memory
 
     with pytest.raises(WanLeanError, match="text_encoder_device must be one of cpu, gpu"):
         load_a14b(tiny, text_encoder_device="tpu")

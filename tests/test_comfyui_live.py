@@ -2,7 +2,7 @@
 
 import pytest
 
-from wanlean import template
+from wanlean.prompt import template
 
 pytestmark = pytest.mark.comfyui
 

@@ -7,9 +7,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wanlean import compress, protect, text_models, tokens
+from wanlean import tokens
+from wanlean.prompt import compress, protect, text_models
 from wanlean.errors import WanLeanError
-from wanlean.words import is_subsequence, units, words
+from wanlean.prompt.words import is_subsequence, units, words
 
 LONG_EN = (
     "Please generate a video of a very beautiful, stunning young woman with long flowing red hair who stands "
@@ -64,7 +65,7 @@ def test_chinese_filler_and_clauses(exact):
 
 def test_duplicates_and_repeated_phrases_are_filler():
     text = "a big, big dog and a huge, enormous bear walk in the snow, a huge bear walks in the snow again"
-    plan = compress._Plan(text, "", tokens.load_tokenizer(None))
+    plan = compress.candidates.Plan(text, "", tokens.load_tokenizer(None))
     found = {(c.reason, plan._show(c.indices)) for c in plan._filler()}
     assert ("duplicate", ", big") in found
     assert ("duplicate", ", enormous") in found
@@ -131,7 +132,7 @@ def test_negation_scope_and_chinese_protection():
 
 
 def test_keep_list_accepts_template_keywords_and_reports_absent_terms(exact):
-    from wanlean import template
+    from wanlean.prompt import template
 
     built = template.build_prompt(
         subject="a heron", scene="a misty lake", motion="it takes off slowly and very gracefully",

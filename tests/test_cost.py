@@ -1,10 +1,10 @@
-"""wanlean.cost: video tokens, the expert split from the real scheduler, per-stage CFG, the compute figure."""
+"""wanlean.video.cost: video tokens, the expert split from the real scheduler, per-stage CFG, the compute figure."""
 
 import pytest
 
-from wanlean import cost
+from wanlean.video import cost
 from wanlean.errors import WanLeanError
-from wanlean.schedule import plan_steps
+from wanlean.video.schedule import plan_steps
 
 
 @pytest.mark.parametrize(

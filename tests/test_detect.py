@@ -6,8 +6,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from wanlean.comfy_files.detect import classify, fingerprint, inspect_diffusion_model, inspect_text_encoder, inspect_vae
-from wanlean.comfy_files.load import load_comfy_files
+from wanlean.video.loaders.comfy_files.detect import classify, fingerprint, inspect_diffusion_model, inspect_text_encoder, inspect_vae
+from wanlean.video.loaders.comfy_files.load import load_comfy_files
 from wanlean.errors import WanLeanError
 from wanlean.safetensors_header import read_header
 from wltest.comfy_formats import save, tiny_set, tiny_transformer, write_transformer_file
@@ -44,7 +44,7 @@ def test_ti2v_5b_detected_and_configured_from_shapes(tiny):
 
 
 def test_shipped_configs_are_the_real_models():
-    from wanlean.comfy_files.detect import shipped_config
+    from wanlean.video.loaders.comfy_files.detect import shipped_config
 
     a14b, ti2v = shipped_config("A14B"), shipped_config("TI2V-5B")
     assert (a14b["num_layers"], a14b["num_attention_heads"] * a14b["attention_head_dim"], a14b["ffn_dim"]) == (40, 5120, 13824)

@@ -7,11 +7,11 @@ import pytest
 import torch
 from wltest.tiny_wan import tiny_folder
 
-from wanlean import embedding_cache
-from wanlean.diffusers_folder import load_diffusers_folder
-from wanlean.embedding_cache import CachedEmbedding, DiskCache, EmbeddingCache, MemoryCache, cache_key, make_cache
+from wanlean.video import embedding_cache
+from wanlean.video.loaders.diffusers_folder import load_diffusers_folder
+from wanlean.video.embedding_cache import CachedEmbedding, DiskCache, EmbeddingCache, MemoryCache, cache_key, make_cache
 from wanlean.errors import WanLeanError
-from wanlean.text_encoding import encode_texts, padded_batch
+from wanlean.video.text_encoding import encode_texts, padded_batch
 
 
 def fresh_source():

@@ -10,8 +10,8 @@ same video as diffusers' after the mapping.
 import pytest
 import torch
 
-from wanlean.comfy_files.keymaps import transformer_map, umt5_map, vae_map
-from wanlean.comfy_files.vae22 import vae22_to_diffusers
+from wanlean.video.loaders.comfy_files.keymaps import transformer_map, umt5_map, vae_map
+from wanlean.video.loaders.comfy_files.vae22 import vae22_to_diffusers
 from wltest.comfy_formats import original_transformer_names, original_vae_names, tiny_set, tiny_transformer, tiny_vae
 
 
@@ -108,7 +108,7 @@ def test_wan22_vae_decodes_identically_in_comfyui_and_diffusers():
     """The Wan2.2 VAE map is right where it matters: ComfyUI's module loaded with the original names and
     diffusers' module loaded through the map turn the same latents into the same video."""
     comfy = _comfy_modules()
-    from wanlean.comfy_files.load import load_comfy_files
+    from wanlean.video.loaders.comfy_files.load import load_comfy_files
 
     tiny = tiny_set()
     comfy_vae = comfy.ldm.wan.vae2_2.WanVAE(

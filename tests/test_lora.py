@@ -5,8 +5,8 @@ branch), and a LoRA for another model is refused by name."""
 import pytest
 import torch
 
-from wanlean.comfy_files.load import load_comfy_files
-from wanlean.comfy_files.lora import LoRALinear, apply_loras, read_lora
+from wanlean.video.loaders.comfy_files.load import load_comfy_files
+from wanlean.video.loaders.comfy_files.lora import LoRALinear, apply_loras, read_lora
 from wanlean.errors import WanLeanError
 from wltest.comfy_formats import lora_factors, tiny_set, tiny_transformer, write_lora_file
 
@@ -145,8 +145,8 @@ def test_lora_on_a_diffusers_folder_session_with_hooks_attached(tiny):
     stay with the input, and each session samples on its own."""
     from diffusers.hooks import HookRegistry, ModelHook
 
-    from wanlean.diffusers_folder import load_diffusers_folder
-    from wanlean.sampler import VideoRequest, generate
+    from wanlean.video.loaders.diffusers_folder import load_diffusers_folder
+    from wanlean.video.sampler import VideoRequest, generate
     from wltest.comfy_formats import diffusers_folder
     from wltest.tiny_wan import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH
 

@@ -4,8 +4,8 @@ without COMFYUI_PATH), and the prompt tools' bad-input messages there."""
 import pytest
 import sentencepiece as spm
 
-from wanlean import template
-from wanlean.words import is_subsequence, words
+from wanlean.prompt import template
+from wanlean.prompt.words import is_subsequence, words
 from wltest.tiny import write_text_encoder_file
 
 pytestmark = pytest.mark.comfyui

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from wanlean.comfy_files.detect import inspect_diffusion_model
-from wanlean.comfy_files.quant import Fp8Linear, dequantize, plan_quantization, quantize_fp8
+from wanlean.video.loaders.comfy_files.detect import inspect_diffusion_model
+from wanlean.video.loaders.comfy_files.quant import Fp8Linear, dequantize, plan_quantization, quantize_fp8
 from wanlean.errors import WanLeanError
 from wanlean.safetensors_header import read_header
 from wltest.comfy_formats import save, tiny_set

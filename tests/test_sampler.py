@@ -8,11 +8,11 @@ import pytest
 import torch
 from wltest.tiny_wan import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, reference_pipeline, tiny_folder
 
-from wanlean import memory, sampler
-from wanlean.diffusers_folder import load_diffusers_folder
+from wanlean.video import memory, sampler
+from wanlean.video.loaders.diffusers_folder import load_diffusers_folder
 from wanlean.errors import WanLeanError
-from wanlean.sampler import OFFICIAL_NEGATIVE, VideoRequest, expected_forwards, generate, raw_latents, resolve_settings
-from wanlean.schedule import make_scheduler, plan_steps
+from wanlean.video.sampler import OFFICIAL_NEGATIVE, VideoRequest, expected_forwards, generate, raw_latents, resolve_settings
+from wanlean.video.schedule import make_scheduler, plan_steps
 
 STEPS = 4
 SHIFT = 12.0

@@ -1,7 +1,7 @@
 import pytest
 
 from wanlean.errors import WanLeanError
-from wanlean.schedule import plan_steps
+from wanlean.video.schedule import plan_steps
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,9 @@ import shutil
 import pytest
 from wltest.tiny_wan import tiny_folder
 
-from wanlean.diffusers_folder import load_diffusers_folder, read_model_index
+from wanlean.video.loaders.diffusers_folder import load_diffusers_folder, read_model_index
 from wanlean.errors import WanLeanError
-from wanlean.session import OFFICIAL, LazyTextEncoder, TextEncoderSource, WanSession
+from wanlean.video.session import OFFICIAL, LazyTextEncoder, TextEncoderSource, WanSession
 
 
 def test_a14b_folder_loads_as_two_expert_session():
@@ -96,7 +96,7 @@ def test_loading_without_accelerate_gives_the_same_model(monkeypatch):
     """ComfyUI's environment has no accelerate; diffusers cannot load a Wan transformer without it."""
     import torch
 
-    from wanlean import diffusers_folder
+    from wanlean.video.loaders import diffusers_folder
 
     folder = str(tiny_folder("A14B"))
     for dtype in ("fp32", "bf16"):

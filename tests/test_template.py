@@ -1,6 +1,6 @@
 import pytest
 
-from wanlean import template
+from wanlean.prompt import template
 from wanlean.errors import WanLeanError
 
 

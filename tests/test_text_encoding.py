@@ -5,10 +5,10 @@ import torch
 from wltest.tiny import train_spiece
 from wltest.tiny_wan import reference_pipeline, tiny_folder
 
-from wanlean.diffusers_folder import load_diffusers_folder
-from wanlean.sampler import OFFICIAL_NEGATIVE
-from wanlean.session import LazyTextEncoder
-from wanlean.text_encoding import clean_prompt, encode_texts, padded_batch, truncate
+from wanlean.video.loaders.diffusers_folder import load_diffusers_folder
+from wanlean.video.sampler import OFFICIAL_NEGATIVE
+from wanlean.video.session import LazyTextEncoder
+from wanlean.video.text_encoding import clean_prompt, encode_texts, padded_batch, truncate
 from wanlean.tokens import WAN_TEXT_LEN
 
 LONG_PROMPT = "a red fox runs through deep snow at dawn, the camera tracks it from a low angle. " * 40

@@ -4,7 +4,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wanlean import tokens, truncate
+from wanlean import tokens
+from wanlean.prompt import truncate
 from wanlean.errors import WanLeanError
 
 TEXT = (

@@ -1,6 +1,6 @@
 import pytest
 
-from wanlean import video_shape
+from wanlean.video import video_shape
 from wanlean.errors import WanLeanError
 
 

@@ -4,20 +4,21 @@ import os
 import subprocess
 import sys
 import textwrap
+import types
 
 import pytest
 import torch
 from wltest.pack import PACK_ROOT
 from wltest.tiny_wan import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, tiny_folder
 
-from wanlean.sampler import OFFICIAL_NEGATIVE
+from wanlean.video.sampler import OFFICIAL_NEGATIVE
 
 
 @pytest.fixture()
 def nodes(pack, monkeypatch, tmp_path):
-    """The pack's wan_sampler module with models/diffusers pointing at the tiny folders and the output
+    """The pack's diffusers-loader and sampler node modules with models/diffusers pointing at the tiny folders and the output
     folder at tmp_path."""
-    module = pack.nodes.wan_sampler
+    module = types.SimpleNamespace(**{**vars(pack.nodes.video.load_diffusers), "WanLeanSampler": pack.nodes.video.sampler.WanLeanSampler})
     root = tmp_path / "diffusers"
     (root / "wan22").mkdir(parents=True)
     os.symlink(tiny_folder("A14B"), root / "wan22" / "tiny-a14b")

@@ -5,4 +5,12 @@ All imports inside the package are relative so it works both as the installed pa
 a subpackage of the ComfyUI custom-node folder.
 """
 
+import os
+
 __version__ = "0.1.0"
+
+# Shipped data files are found by path, not importlib.resources: ComfyUI imports the pack under a module
+# name derived from its folder.
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+CONFIGS_DIR = os.path.join(PACKAGE_DIR, "configs")  # model configs (comfy_files builds modules from them)
+DATA_DIR = os.path.join(PACKAGE_DIR, "data")  # template presets

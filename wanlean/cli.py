@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import __version__, compress, truncate
+from . import __version__
+from .prompt import compress, truncate
 from .errors import WanLeanError
 from .tokens import WAN_TEXT_LEN
 
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "prep":
         parser.print_help()
         return 2
-    from .prep import PrepSettings, prep_file
+    from .prompt.prep import PrepSettings, prep_file
 
     settings = PrepSettings(
         method=args.method, target_ratio=args.target_ratio, keep=args.keep, max_tokens=args.max_tokens,

@@ -18,6 +18,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from .charsets import CJK_CHARS
 from .errors import WanLeanError, missing_package
 from .safetensors_header import read_header, read_tensor_bytes
 
@@ -145,10 +146,9 @@ class JsonTokenizer(Tokenizer):
 
 
 # Character classes for the estimate and for word boundaries.
-_CJK_CHARS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
-_CJK = re.compile(f"[{_CJK_CHARS}]")
+_CJK = re.compile(f"[{CJK_CHARS}]")
 _ESTIMATE_RUNS = re.compile(
-    rf"(?P<cjk>[{_CJK_CHARS}]+)|(?P<latin>[A-Za-z\u00c0-\u024f']+)|(?P<digits>\d+)|(?P<other>[^\W\d_]+)|(?P<punct>[^\s\w])",
+    rf"(?P<cjk>[{CJK_CHARS}]+)|(?P<latin>[A-Za-z\u00c0-\u024f']+)|(?P<digits>\d+)|(?P<other>[^\W\d_]+)|(?P<punct>[^\s\w])",
     re.UNICODE,
 )
 

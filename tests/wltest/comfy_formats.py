@@ -53,7 +53,7 @@ def tiny_vae(version: str = "2.1", seed: int = 0):
     import torch
     from diffusers import AutoencoderKLWan
 
-    from wanlean.comfy_files.detect import shipped_config
+    from wanlean.video.loaders.comfy_files.detect import shipped_config
 
     torch.manual_seed(seed)
     config = shipped_config("vae2.1" if version == "2.1" else "vae2.2")
@@ -159,7 +159,7 @@ def _vae_inverse(name: str, version: str) -> str:
 def original_vae_names(model, version: str) -> dict[str, str]:
     """{diffusers name: original name} for the Wan2.1 or Wan2.2 VAE, checked against the forward maps
     (diffusers' converter for Wan2.1, ours for Wan2.2; both are also checked against ComfyUI's modules)."""
-    from wanlean.comfy_files.keymaps import vae_map
+    from wanlean.video.loaders.comfy_files.keymaps import vae_map
 
     names = {key: _vae_inverse(key, version) for key in model.state_dict()}
     forward = vae_map(list(names.values()), version)
@@ -172,7 +172,7 @@ def encode_format(tensors: dict, fmt: str, quantizable: re.Pattern) -> tuple[dic
     """(tensors, header metadata) of `tensors` (original names, float) written as `fmt`."""
     import torch
 
-    from wanlean.comfy_files.quant import quantize_fp8
+    from wanlean.video.loaders.comfy_files.quant import quantize_fp8
 
     metadata: dict = {}
     out: dict = {}

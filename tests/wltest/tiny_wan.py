@@ -191,7 +191,7 @@ def reference_pipeline(kind: str = "A14B"):
     from diffusers import UniPCMultistepScheduler
     from transformers import AutoTokenizer
 
-    from wanlean.diffusers_folder import load_diffusers_folder
+    from wanlean.video.loaders.diffusers_folder import load_diffusers_folder
 
     session = load_diffusers_folder(folder, device="cpu")
     return WanPipeline(

@@ -1,0 +1,1 @@
+"""Nodes of the prompt tools: template, compress, truncate, token count."""

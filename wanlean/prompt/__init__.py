@@ -1,0 +1,1 @@
+"""The prompt tools: words, protected spans, the template, compression, truncation, batch preparation."""
