@@ -71,9 +71,17 @@ class LazyTextEncoder:
     """A `TextEncoderSource` from three pieces: an identity, a function text → ids (with `</s>`), and a
     function that loads the encoder. Both functions run at most once per need; the encoder is kept."""
 
-    def __init__(self, identity: str, token_ids: Callable[[str], list[int]], load_encoder: Callable[[], Any], pad_id: int = 0):
+    def __init__(
+        self,
+        identity: str,
+        token_ids: Callable[[str], list[int]],
+        load_encoder: Callable[[], Any],
+        pad_id: int = 0,
+        row_spec: Any = None,
+    ):
         self.identity = identity
         self.pad_id = pad_id
+        self.row_spec = row_spec  # embedding_cache.RowSpec: the rows this encoder makes (cache entries must match)
         self._token_ids = token_ids
         self._load_encoder = load_encoder
         self._encoder = None
