@@ -42,6 +42,8 @@ def _parse(body: bytes) -> dict:
         request = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise WanLeanError(f"the request body must be JSON in UTF-8 ({exc}).") from None
+    except RecursionError:  # e.g. 50,000 nested brackets
+        raise WanLeanError("the request body is nested too deeply to be read; send a flat JSON object.") from None
     if not isinstance(request, dict):
         raise WanLeanError('the request body must be a JSON object: {"text": ..., "tokenizer": ...}.')
     if not isinstance(request.get("text"), str):

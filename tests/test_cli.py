@@ -124,3 +124,39 @@ def test_console_script_when_installed(tmp_path):
     done = subprocess.run([str(script), "prep", str(SAMPLE), "--out", str(tmp_path / "o.jsonl")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "changed:" in done.stdout
+
+
+@pytest.mark.parametrize("route", ["double-slash", "dot", "symlink", "hardlink"])
+def test_output_that_is_the_input_by_any_route_is_refused_and_the_input_kept(tmp_path, capsys, route):
+    source = tmp_path / "same.txt"
+    source.write_text("a red fox runs at dawn\n")
+    before = source.read_bytes()
+    if route == "double-slash":
+        out = "/" + str(source)
+    elif route == "dot":
+        out = str(tmp_path / "." / "same.txt")
+    else:
+        link = tmp_path / "link.txt"
+        (link.symlink_to if route == "symlink" else link.hardlink_to)(source)
+        out = str(link)
+    assert cli.main(["prep", str(source), "--out", out]) == 2
+    assert "is the input file" in capsys.readouterr().err
+    assert source.read_bytes() == before
+
+
+def test_output_is_written_atomically(tmp_path, monkeypatch):
+    source = tmp_path / "prompts.txt"
+    source.write_text("a red fox runs at dawn\n")
+    out = tmp_path / "out.jsonl"
+    out.write_text("old results\n")
+    real_replace = os.replace
+
+    def crash(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", crash)
+    assert cli.main(["prep", str(source), "--out", str(out)]) == 2
+    assert out.read_text() == "old results\n" and sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "prompts.txt"]
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert cli.main(["prep", str(source), "--out", str(out)]) == 0
+    assert json.loads(out.read_text().splitlines()[0])["prompt"] == "a red fox runs at dawn"

@@ -390,8 +390,25 @@ def test_node_schema_and_run(pack, exact):
         node_class().run("a cat", "summarize", 0.7, "", "estimate", model="missing")
 
 
-def test_node_uses_a_model_id_or_path_typed_in(pack, tiny_models):
-    node = pack.NODE_CLASS_MAPPINGS["WanLeanCompress"]()
-    text, report = node.run("a red fox runs at dawn", "token-classifier", 0.7, "", "estimate", model_id=tiny_models["classifier"])["result"]
+def test_node_model_id_is_a_listed_folder_name_or_a_hub_id_never_a_path(pack, tiny_models, monkeypatch, tmp_path):
+    import sys
+
+    node_class = pack.NODE_CLASS_MAPPINGS["WanLeanCompress"]
+    adapter = sys.modules[node_class.__module__]._comfy
+    monkeypatch.setattr(adapter, "model_folders", lambda kind: [str(tiny_models["root"])] if kind == "prompt_compressors" else [])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    node = node_class()
+    text, report = node.run("a red fox runs at dawn", "token-classifier", 0.7, "", "estimate", model_id="tiny-token-classifier")["result"]
     assert "token-classifier (tiny-token-classifier)" in report
     assert json.dumps(report)  # plain text, shown on the node
+
+    # A folder relative to ComfyUI's working folder that looks like an id must not be read either.
+    (tmp_path / "custom_nodes" / "comfyui-wanlean").mkdir(parents=True)
+    (tmp_path / "custom_nodes" / "comfyui-wanlean" / "config.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    for typed in (tiny_models["classifier"], "/root", "../../../../etc", tiny_models["root"], "custom_nodes/comfyui-wanlean", "~/x"):
+        with pytest.raises(ValueError) as info:
+            node.run("a red fox runs at dawn", "token-classifier", 0.7, "", "estimate", model_id=str(typed))
+        message = str(info.value)
+        assert "it holds" not in message and "config.json" not in message, message
+        assert "is not a Hugging Face id" in message or "not in the local Hugging Face cache" in message, message

@@ -101,7 +101,9 @@ def test_empty_text_passes_through_with_a_note(comfy):
     [
         ({"method": "token-classifier"}, "need a model"),
         ({"method": "summarize", "model_id": "nobody/no-such-model"}, "not in the local Hugging Face cache"),
-        ({"method": "token-classifier", "model_id": "not a valid id!"}, "neither a model folder that exists nor a Hugging Face id"),
+        ({"method": "token-classifier", "model_id": "not a valid id!"}, "is not a Hugging Face id (owner/name"),
+        ({"method": "token-classifier", "model_id": "/root"}, "is not a Hugging Face id (owner/name"),
+        ({"method": "token-classifier", "model_id": "../../../../etc"}, "is not a Hugging Face id (owner/name"),
     ],
 )
 def test_model_problems_fail_the_node_with_a_message(comfy, inputs, message):
@@ -112,4 +114,5 @@ def test_model_problems_fail_the_node_with_a_message(comfy, inputs, message):
     }
     entry = comfy.run(workflow, timeout=60, expect="error")
     assert message in comfy.error_message(entry)
+    assert "it holds" not in comfy.error_message(entry)  # no folder outside the model folders is listed
     assert comfy.get("/system_stats").ok

@@ -43,6 +43,11 @@ def clean_text(text: str) -> str:
     return _LONE_SURROGATE.sub("\ufffd", text)
 
 
+def lone_surrogates(text: str) -> int:
+    """How many lone UTF-16 surrogates `clean_text` would replace."""
+    return len(_LONE_SURROGATE.findall(text))
+
+
 class Tokenizer:
     """Counts umT5 tokens. Subclasses are exact (a real vocabulary) or an estimate."""
 

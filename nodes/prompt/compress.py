@@ -90,13 +90,21 @@ class WanLeanCompress:
         chosen = None
         if method != "extractive":
             if model_id and model_id.strip():
-                chosen = model_id.strip()
+                chosen = _model_from_id(model_id.strip())
             elif model and model != NONE:
                 chosen = _comfy.model_subfolder_path(text_models.FOLDER_KIND, model, "model")
         result = compress.compress(text, method, target_ratio, keep, resolve_tokenizer(tokenizer), chosen)
         report = result.report()
         _comfy.show_text(unique_id, result.headline)
         return {"ui": {"text": [report]}, "result": (result.text, report)}
+
+
+def _model_from_id(value: str) -> str:
+    """A name listed in models/prompt_compressors, or a Hugging Face id (owner/name), nothing else: no path
+    typed here is ever opened or listed."""
+    if value in _comfy.model_subfolders(text_models.FOLDER_KIND):
+        return _comfy.model_subfolder_path(text_models.FOLDER_KIND, value, "model_id")
+    return text_models.hub_id(value)
 
 
 NODE_CLASS_MAPPINGS = {"WanLeanCompress": WanLeanCompress}

@@ -165,7 +165,7 @@ def prep_file(path: str, out: str | None = None, tokenizer: Tokenizer | str | No
     truncate.truncate("", settings.max_tokens, settings.tail_tokens, tokenizer)  # checks the budget options
     records = read_prompts(path)
     out = out or default_output(path)
-    if out != "-" and os.path.abspath(out) == os.path.abspath(path):
+    if out != "-" and _same_file(out, path):
         raise WanLeanError(f"--out: '{out}' is the input file; choose another output path.")
     summary = PrepSummary(path, "standard output" if out == "-" else out, tokenizer.label, settings)
     lines = []
@@ -177,12 +177,35 @@ def prep_file(path: str, out: str | None = None, tokenizer: Tokenizer | str | No
     if out == "-":
         (stream.write if stream else print)("\n".join(lines) + "\n")
     else:
-        try:
-            with open(out, "w", encoding="utf-8") as f:
-                f.write("\n".join(lines) + "\n")
-        except OSError as exc:
-            raise WanLeanError(f"--out: cannot write '{out}' ({exc.strerror}). Choose a writable path.") from None
+        _write_atomically(out, "\n".join(lines) + "\n")
     return summary
+
+
+def _same_file(out: str, path: str) -> bool:
+    """True when `out` names the input file by any route: `//a`, `./a`, a symbolic or a hard link."""
+    if os.path.realpath(out) == os.path.realpath(path):
+        return True
+    try:
+        return os.path.samefile(out, path)
+    except OSError:  # `out` does not exist yet
+        return False
+
+
+def _write_atomically(out: str, text: str) -> None:
+    """Write a temporary file beside the target, then rename it over the target: a failure midway leaves
+    the old file whole. A symbolic link is followed, so the file it points to gets the text."""
+    target = os.path.realpath(out)
+    temporary = f"{target}.{os.getpid()}.tmp"
+    try:
+        with open(temporary, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(temporary, target)
+    except OSError as exc:
+        try:
+            os.remove(temporary)
+        except OSError:
+            pass
+        raise WanLeanError(f"--out: cannot write '{out}' ({exc.strerror}). Choose a writable path.") from None
 
 
 def _tally(summary: PrepSummary, prepared: dict, settings: PrepSettings) -> None:

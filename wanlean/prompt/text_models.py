@@ -21,10 +21,28 @@ TOKEN_CLASSIFICATION = "token-classification"
 SEQ2SEQ = "seq2seq"
 HUB_TIMEOUT_S = 10.0
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}(/[A-Za-z0-9][\w.\-]{0,95})?$")
+_OWNER_NAME = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}/[A-Za-z0-9][\w.\-]{0,95}$")
 _WEIGHT_PATTERNS = ["*.json", "*.model", "*.txt", "*.safetensors", "*.tiktoken"]
 
 _CACHE: OrderedDict[tuple, tuple] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
+
+
+class HubId(str):
+    """A Hugging Face id that must never be read as a local path (ids typed into a node: a folder such as
+    `custom_nodes/x` relative to ComfyUI's working folder must not be reachable through them)."""
+
+
+def hub_id(value: str, what: str = "model_id") -> HubId:
+    """`value` as a `HubId` if it is one (`owner/name`), else a message naming `what` and the fix."""
+    value = str(value).strip()
+    if not _OWNER_NAME.match(value) or ".." in value:
+        raise WanLeanError(
+            f"{what}: '{value[:100]}' is not a Hugging Face id (owner/name, e.g. "
+            "microsoft/llmlingua-2-xlm-roberta-large-meetingbank) nor a model folder in "
+            f"models/{FOLDER_KIND}. Type an id, or put the model folder there and pick it in 'model'."
+        )
+    return HubId(value)
 
 
 def describe(model: str | None) -> str:
@@ -38,16 +56,17 @@ def _offline() -> bool:
 
 
 def resolve(model: str | None) -> str:
-    """The local folder for `model` (a folder path or a Hugging Face id)."""
+    """The local folder for `model` (a folder path or a Hugging Face id; a `HubId` only as an id)."""
     if not model or not str(model).strip():
         raise WanLeanError(
             "model: the token-classifier and summarize methods need a model. Pick a folder from "
             "models/prompt_compressors, or type a Hugging Face id in model_id (e.g. "
             "microsoft/llmlingua-2-xlm-roberta-large-meetingbank)."
         )
-    model = str(model).strip()
-    if os.path.isdir(model):
-        return model
+    if not isinstance(model, HubId):
+        model = str(model).strip()
+        if os.path.isdir(model):
+            return model
     if os.sep in model.replace("/", "") or model.startswith((".", "/", "~")) or not _HF_ID.match(model):
         raise WanLeanError(
             f"model: '{model}' is neither a model folder that exists nor a Hugging Face id (owner/name)."

@@ -5,6 +5,12 @@ typical prompt costs a few hundred KB. The key is a hash of the encoder's identi
 so a different encoder or dtype never reuses an entry. Disk files are safetensors named by that hash,
 written atomically (temporary file in the same folder, then `os.replace`), and the folder is kept under
 a size cap by removing the least recently used files.
+
+A disk file is trusted only after it passes two checks: a SHA-256 of the tensor's bytes, stored in its
+metadata, and the shape and dtype the encoder must produce (`RowSpec`: width from the encoder's config,
+rows = the text's tokens cut at 512). A file that fails either (edited, truncated, written by another
+tool or an older version) is removed, logged once and encoded again. A folder that cannot be written
+(read-only, a file in the way, a full disk) is skipped for the rest of the run with one log line.
 """
 
 from __future__ import annotations
@@ -24,6 +30,43 @@ log = logging.getLogger("wanlean")
 MEMORY_MAX_BYTES = 512 * 1024**2
 DISK_MAX_BYTES = 2 * 1024**3
 SUFFIX = ".safetensors"
+FORMAT = "wanlean-embedding-2"  # version 1 files carry no checksum: they are encoded again
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """What an encoder's cached rows must look like: `[tokens, width]` in `dtype` (e.g. "bfloat16")."""
+
+    width: int
+    dtype: str
+
+
+def rows_checksum(rows) -> str:
+    """SHA-256 of a tensor's raw bytes (its dtype and shape are checked apart)."""
+    import torch
+
+    data = rows.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy()
+    return hashlib.sha256(data).hexdigest()
+
+
+def entry_problem(rows, metadata: dict, spec: RowSpec | None) -> str | None:
+    """Why a disk entry cannot be used, or None when it passes every check."""
+    if metadata.get("format") != FORMAT:
+        return f"it was written in another format ({metadata.get('format') or 'none'})"
+    if rows.ndim != 2:
+        return f"its tensor has {rows.ndim} dimensions, not 2"
+    try:
+        total = int(metadata.get("total_tokens", ""))
+    except ValueError:
+        return "its token count is missing"
+    if total < 1 or rows.shape[0] != min(total, WAN_TEXT_LEN):
+        return f"it holds {rows.shape[0]} rows for a text of {total} tokens"
+    if spec is not None and (rows.shape[1] != spec.width or str(rows.dtype).removeprefix("torch.") != spec.dtype):
+        got = str(rows.dtype).removeprefix("torch.")
+        return f"its rows are {rows.shape[1]} wide in {got}; this encoder makes {spec.width} in {spec.dtype}"
+    if metadata.get("sha256") != rows_checksum(rows):
+        return "its data does not match its checksum"
+    return None
 
 
 def cache_key(identity: str, text: str) -> str:
@@ -91,12 +134,13 @@ class DiskCache:
     def __init__(self, folder: str, max_bytes: int = DISK_MAX_BYTES):
         self.folder = folder
         self.max_bytes = max_bytes
+        self.unwritable: str | None = None  # why writing was given up for this run, once it was
         self._lock = threading.Lock()
 
     def path(self, key: str) -> str:
         return os.path.join(self.folder, key + SUFFIX)
 
-    def get(self, key: str) -> CachedEmbedding | None:
+    def get(self, key: str, spec: RowSpec | None = None) -> CachedEmbedding | None:
         path = self.path(key)
         if not os.path.isfile(path):
             return None
@@ -105,32 +149,45 @@ class DiskCache:
 
             with safe_open(path, framework="pt") as f:
                 rows = f.get_tensor("embeds")
-                total = int((f.metadata() or {}).get("total_tokens", rows.shape[0]))
+                metadata = f.metadata() or {}
+            problem = entry_problem(rows, metadata, spec)
         except Exception as exc:  # a damaged or foreign file is a miss, and goes
-            log.warning("[WanLean] embedding cache: dropping unreadable %s (%s)", path, exc)
+            problem = f"it cannot be read ({exc})"
+        if problem is not None:
+            log.warning("[WanLean] embedding cache: removing %s: %s; the text is encoded again.", path, problem)
             _remove(path)
             return None
         try:
             os.utime(path)  # least-recently-used order for the size cap
         except OSError:
             pass
-        return CachedEmbedding(rows, total)
+        return CachedEmbedding(rows, int(metadata["total_tokens"]))
 
     def put(self, key: str, entry: CachedEmbedding, identity: str = "") -> None:
-        from safetensors.torch import save_file
-
-        os.makedirs(self.folder, exist_ok=True)
+        if self.unwritable is not None:
+            return
         final = self.path(key)
         temporary = os.path.join(self.folder, f".{key}.{uuid.uuid4().hex}.tmp")
-        metadata = {"total_tokens": str(entry.total_tokens), "encoder": identity[:200], "format": "wanlean-embedding-1"}
+        metadata = {
+            "total_tokens": str(entry.total_tokens),
+            "encoder": identity[:200],
+            "format": FORMAT,
+            "sha256": rows_checksum(entry.rows),
+        }
         try:
+            from safetensors.torch import save_file
+
+            os.makedirs(self.folder, exist_ok=True)
             save_file({"embeds": entry.rows.contiguous()}, temporary, metadata=metadata)
             os.replace(temporary, final)  # readers see the old file or the whole new one, never a part
-        except OSError as exc:  # a full or read-only disk must not fail the run
-            log.warning("[WanLean] embedding cache: could not write %s (%s)", final, exc)
+            self.enforce_cap(keep=final)
+        except Exception as exc:  # read-only, blocked, full, a file in the way: the run goes on without it
+            self.unwritable = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "[WanLean] embedding cache: cannot write to %s (%s); the disk cache is skipped for this run.",
+                self.folder, self.unwritable,
+            )
             _remove(temporary)
-            return
-        self.enforce_cap(keep=final)
 
     def enforce_cap(self, keep: str | None = None) -> None:
         """Remove least recently used files until the folder holds at most `max_bytes`."""
@@ -175,15 +232,15 @@ class EmbeddingCache:
         self.memory = memory if memory is not None else MemoryCache()
         self.disk = disk
 
-    def get(self, key: str) -> tuple[CachedEmbedding | None, str]:
-        """(entry, where): where is "memory", "disk" or "miss"."""
+    def get(self, key: str, spec: RowSpec | None = None) -> tuple[CachedEmbedding | None, str]:
+        """(entry, where): where is "memory", "disk" or "miss". `spec`: what a disk entry must look like."""
         entry = self.memory.get(key)
         if entry is not None:
             if self.disk is not None and not os.path.isfile(self.disk.path(key)):
                 self.disk.put(key, entry)  # encoded before the disk cache was turned on: keep it too
             return entry, "memory"
         if self.disk is not None:
-            entry = self.disk.get(key)
+            entry = self.disk.get(key, spec)
             if entry is not None:
                 self.memory.put(key, entry)
                 return entry, "disk"

@@ -25,6 +25,7 @@ from .models import OFFICIAL_NEGATIVE
 from .schedule import NUM_TRAIN_TIMESTEPS, SAMPLERS, cfg_enabled, count_forwards, forwards_per_step, make_scheduler, plan_steps
 from .session import WanSession
 from .text_encoding import EncodedText, encode_texts, padded_batch
+from ..tokens import clean_text, lone_surrogates
 from .video_shape import check_frames, check_size
 
 
@@ -148,8 +149,14 @@ def resolve_settings(session: WanSession, request: VideoRequest) -> Settings:
         if request.cfg_low and float(request.cfg_low) != cfg_high:
             notes.append(f"cfg_low {float(request.cfg_low):g} ignored: {session.model_type} has one stage (cfg_high {cfg_high:g} used)")
         cfg_low = cfg_high
+    texts = {"prompt": request.prompt, "negative": request.negative if request.negative is not None else OFFICIAL_NEGATIVE}
+    for name, text in texts.items():
+        if not isinstance(text, str):
+            raise WanLeanError(f"{name} must be text; got {type(text).__name__}.")
+        if lone := lone_surrogates(text):
+            notes.append(f"{name}: {lone} broken character{'s' if lone > 1 else ''} (unpaired UTF-16 surrogate) replaced by U+FFFD")
     return Settings(
-        prompt=request.prompt, negative=request.negative if request.negative is not None else OFFICIAL_NEGATIVE,
+        prompt=clean_text(texts["prompt"]), negative=clean_text(texts["negative"]),
         width=width, height=height, frames=frames, steps=steps, cfg_high=cfg_high, cfg_low=cfg_low,
         shift=shift, seed=int(request.seed), sampler=request.sampler, boundary=boundary, notes=tuple(notes),
     )
@@ -237,6 +244,12 @@ def denoise(
             if cfg_on:
                 noise_uncond = expert(hidden_states=latent_input, timestep=timestep, encoder_hidden_states=negative_embeds, return_dict=False)[0]
                 noise_pred = noise_uncond + cfg * (noise_pred - noise_uncond)
+            if not bool(torch.isfinite(noise_pred).all()):  # else NaN runs on to black frames and a "success"
+                who = "transformer" if boundary_timestep is None else f"{stage}-noise expert"
+                raise WanLeanError(
+                    f"the {who} produced NaN or infinite values at step {index + 1} of {len(timesteps)}; "
+                    "its file may be damaged, or the dtype too narrow (try bf16 or fp32 instead of fp16)."
+                )
             latents = scheduler.step(noise_pred, t, latents, return_dict=False)[0]
 
             stage_stats = stats.stages[stage]
@@ -282,6 +295,8 @@ def decode(session: WanSession, latents):
     raw = raw_latents(session, latents.to(vae_device, session.vae.dtype))
     with torch.no_grad():
         video = session.vae.decode(raw, return_dict=False)[0]  # [1, 3, F, H, W] in -1..1
+    if not bool(torch.isfinite(video).all()):
+        raise WanLeanError("the VAE produced NaN or infinite values while decoding; its file may be damaged, or the dtype too narrow (try bf16 or fp32).")
     frames = (video[0] / 2 + 0.5).clamp(0, 1).permute(1, 2, 3, 0).float().cpu()
     return frames, raw.float().cpu()
 

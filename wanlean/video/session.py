@@ -49,10 +49,11 @@ class LazyTextEncoder:
     function that loads the encoder. Both functions run at most once per need; the encoder is kept."""
 
     def __init__(self, identity: str, token_ids: Callable[[str], list[int]], load_encoder: Callable[[], Any], pad_id: int = 0,
-                 pinned_device: str | None = None):
+                 pinned_device: str | None = None, row_spec: Any = None):
         self.identity = identity
         self.pad_id = pad_id
         self.pinned_device = pinned_device  # a device the encoder always runs on, whatever the memory mode
+        self.row_spec = row_spec  # embedding_cache.RowSpec: the rows this encoder makes (cache entries must match)
         self._token_ids = token_ids
         self._load_encoder = load_encoder
         self._encoder = None

@@ -86,7 +86,7 @@ def encode_texts(source, texts: list[str], cache: EmbeddingCache | None = None, 
     to_encode: dict[str, list[int]] = {}  # cleaned text → positions, so a text given twice runs once
     for position, (text, key) in enumerate(zip(cleaned, keys)):
         if cache is not None:
-            entry, where = cache.get(key)
+            entry, where = cache.get(key, getattr(source, "row_spec", None))
             if entry is not None:
                 results[position] = EncodedText(entry.rows, entry.total_tokens, where)
                 continue

@@ -13,6 +13,7 @@ import json
 import os
 
 from ...errors import WanLeanError, missing_package
+from ..embedding_cache import RowSpec
 from ..devices import resolve_device, resolve_dtype
 from ..memory import MEMORY_MODES
 from ..session import LazyTextEncoder, WanSession
@@ -120,7 +121,18 @@ def diffusers_text_encoder(folder: str, torch_dtype) -> LazyTextEncoder:
 
         return UMT5EncoderModel.from_pretrained(folder, subfolder="text_encoder", torch_dtype=torch_dtype, local_files_only=True, use_safetensors=True).eval()
 
-    return LazyTextEncoder(_encoder_identity(folder, torch_dtype), token_ids, load_encoder)
+    row_spec = RowSpec(_encoder_width(folder), str(torch_dtype).removeprefix("torch."))
+    return LazyTextEncoder(_encoder_identity(folder, torch_dtype), token_ids, load_encoder, row_spec=row_spec)
+
+
+def _encoder_width(folder: str) -> int:
+    """d_model from text_encoder/config.json: the width of every embedding row the encoder makes."""
+    path = os.path.join(folder, "text_encoder", "config.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return int(json.load(f)["d_model"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise WanLeanError(f"{path} cannot be read as a umT5 config with d_model ({exc}).") from None
 
 
 def _encoder_identity(folder: str, torch_dtype) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from ....errors import WanLeanError
+from ...embedding_cache import RowSpec
 from ...session import LazyTextEncoder
 from ....tokens import SentencePieceTokenizer, load_tokenizer
 from .build import empty_weights, load_module
@@ -70,4 +71,5 @@ def comfy_text_encoder(file: ModelFile, dtype, weight_storage: str = "as_file", 
 
     storage = "" if weight_storage == "as_file" else f":{weight_storage}"
     identity = f"comfy:{file.name}:{str(dtype).removeprefix('torch.')}{storage}:{fingerprint(file)}"
-    return LazyTextEncoder(identity, token_ids, load_encoder, pinned_device=pinned_device)
+    row_spec = RowSpec(int(file.config["d_model"]), str(dtype).removeprefix("torch."))
+    return LazyTextEncoder(identity, token_ids, load_encoder, pinned_device=pinned_device, row_spec=row_spec)
