@@ -87,9 +87,9 @@ def test_the_lowest_value_clause_goes_first_and_the_subject_clause_last():
     result = compress.compress(VALUE_ORDER, target_ratio=0.7, tokenizer=estimate)
     assert [d.text for d in result.dropped if d.reason == "clause"] == ["owl watches from above", "distant wolf howls"]
     assert result.text.startswith("red fox runs through deep snow.")
-    clauses = compress._Plan(VALUE_ORDER, "", estimate).extractive_tiers()[1]
+    clauses = compress.candidates.Plan(VALUE_ORDER, "", estimate).extractive_tiers()[1]
     assert [c.density for c in clauses] == sorted(c.density for c in clauses)
-    assert compress._Plan(VALUE_ORDER, "", estimate)._show(clauses[-1].indices) == "runs through deep snow"
+    assert compress.candidates.Plan(VALUE_ORDER, "", estimate)._show(clauses[-1].indices) == "runs through deep snow"
 
 
 def test_single_words_go_lowest_value_first():
@@ -97,7 +97,7 @@ def test_single_words_go_lowest_value_first():
     # 0.9: every clause would overshoot, so single words go: the cheapest preposition per token, "through".
     result = compress.compress(VALUE_ORDER, target_ratio=0.9, tokenizer=estimate)
     assert [d.text for d in result.dropped if d.reason == "word"] == ["through"]
-    plan = compress._Plan(VALUE_ORDER, "", estimate)
+    plan = compress.candidates.Plan(VALUE_ORDER, "", estimate)
     light, _, prepositions, content = plan.extractive_tiers()
     for tier in (light, prepositions, content):
         assert [c.density for c in tier] == sorted(c.density for c in tier)
