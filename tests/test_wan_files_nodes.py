@@ -1,5 +1,5 @@
 """WanLeanLoadComfyFiles and WanLeanLoRA as ComfyUI calls them (in-process): every input reaches
-`wanlean.comfy_files` with its value. The core is replaced by fakes that record their arguments; the real
+`wanlean.video.loaders.comfy_files` with its value. The core is replaced by fakes that record their arguments; the real
 loading and LoRA math are tested in test_comfy_files.py and test_lora.py, the nodes in a real ComfyUI in
 test_wan_files_live.py."""
 
@@ -11,14 +11,14 @@ import pytest
 
 @pytest.fixture()
 def wan_files(pack, monkeypatch):
-    """The pack's wan_files node module; a listed name becomes "/models/<kind>/<name>"."""
+    """The pack's two loader node modules as one namespace; a listed name becomes "/models/<kind>/<name>"."""
     monkeypatch.setattr(pack.nodes._comfy, "model_path", lambda kind, name, what: f"/models/{kind}/{name}")
-    return pack.nodes.wan_files
+    return SimpleNamespace(WanLeanLoRA=pack.nodes.video.lora.WanLeanLoRA, WanLeanLoadComfyFiles=pack.nodes.video.load_comfy_files.WanLeanLoadComfyFiles)
 
 
 def record(pack, monkeypatch, module: str, function: str, answer):
     calls = []
-    core = importlib.import_module(f"{pack.__name__}.wanlean.comfy_files.{module}")
+    core = importlib.import_module(f"{pack.__name__}.wanlean.video.loaders.comfy_files.{module}")
     monkeypatch.setattr(core, function, lambda *args, **kwargs: calls.append((args, kwargs)) or answer)
     return calls
 

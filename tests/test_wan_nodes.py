@@ -75,7 +75,7 @@ def core_module(pack, name):
 
 
 class FakeGenerate:
-    """Stands in for `wanlean.sampler.generate`: records what the node hands the core."""
+    """Stands in for `wanlean.video.sampler.generate`: records what the node hands the core."""
 
     def __init__(self):
         self.calls = []
@@ -89,7 +89,7 @@ class FakeGenerate:
 
 def test_every_sampler_input_reaches_the_core_with_its_value(pack, nodes, monkeypatch):
     fake = FakeGenerate()
-    monkeypatch.setattr(core_module(pack, "sampler"), "generate", fake)
+    monkeypatch.setattr(core_module(pack, "video.sampler"), "generate", fake)
     pipe = load(nodes)
     # Every number differs from its default, from the official value and from every other input.
     inputs = dict(prompt="a heron takes off", negative="static, blurry", width=64, height=48, frames=9, steps=7,
@@ -109,7 +109,7 @@ def test_every_sampler_input_reaches_the_core_with_its_value(pack, nodes, monkey
 
 def test_every_loader_input_reaches_the_core_with_its_value(pack, nodes, monkeypatch):
     calls = []
-    monkeypatch.setattr(core_module(pack, "diffusers_folder"), "load_diffusers_folder", lambda *a, **k: calls.append((a, k)) or "pipe")
+    monkeypatch.setattr(core_module(pack, "video.loaders.diffusers_folder"), "load_diffusers_folder", lambda *a, **k: calls.append((a, k)) or "pipe")
     assert nodes.WanLeanLoadDiffusers().run("wan22/tiny-a14b", "bf16", "sequential_offload", "cuda") == ("pipe",)
     (args, kwargs), = calls
     assert os.path.realpath(args[0]) == os.path.realpath(tiny_folder("A14B"))
