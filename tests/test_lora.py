@@ -100,6 +100,18 @@ def test_alpha_and_diff_b_are_honoured(tmp_path, tiny, session):
     assert with_bias[target][2] is not None and with_bias[target][2].shape == (256,)
 
 
+def test_tiny_lora_files_are_cached_by_every_parameter(tiny):
+    """The test fixtures' own cache: a LoRA asked for with another alpha is another file (asking in the
+    other order once made four LoRA tests fail on good code)."""
+    plain, halved = tiny.lora("high"), tiny.lora("high", alpha=2.0)
+    assert plain != halved and tiny.lora("high") == plain and tiny.lora("high", alpha=2.0) == halved
+    target = "blocks.0.attn1.to_q"
+    (plain_down, plain_up, _), (half_down, half_up, _) = read_lora(plain)[target], read_lora(halved)[target]
+    assert torch.allclose((half_up @ half_down) * 2, plain_up @ plain_down, atol=1e-7)
+    with pytest.raises(ValueError, match="already holds"):
+        tiny._once(("other",), "lora_high_comfy_0.safetensors", lambda: None)
+
+
 def test_chaining_adds_up_and_keeps_the_first(tiny, session):
     first = apply_loras(session, (tiny.lora("high"), 1.0), None)
     first_out = predict(first.transformer)

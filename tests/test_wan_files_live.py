@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from wltest.comfy import ui_to_api
 from wltest.comfy_formats import tiny_set
 from wltest.tiny_wan import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH
@@ -97,15 +98,69 @@ def test_lightx2v_example_runs_and_the_lora_does_not_leak(comfy, files_in_comfy)
     _, sampler = node_of(api, "WanLeanSampler")
     assert (sampler["inputs"]["cfg_high"], sampler["inputs"]["cfg_low"], sampler["inputs"]["shift"]) == (1.0, 1.0, 5.0)
     # a second sampler on the loader's own output, in the same graph: it must not see the LoRA
-    loader_id, _ = node_of(api, "WanLeanLoadComfyFiles")
+    loader_id, loader = node_of(api, "WanLeanLoadComfyFiles")
+    sampler_id, _ = node_of(api, "WanLeanSampler")
     api["90"] = {"class_type": "WanLeanSampler", "inputs": {**sampler["inputs"], "pipe": [loader_id, 0]}}
     api["91"] = {"class_type": "PreviewAny", "inputs": {"source": ["90", 3]}}
+    api["92"] = {"class_type": "SaveLatent", "inputs": {"samples": [sampler_id, 2], "filename_prefix": "latents/with_lora"}}
+    api["93"] = {"class_type": "SaveLatent", "inputs": {"samples": ["90", 2], "filename_prefix": "latents/without_lora"}}
     entry = comfy.run(api, timeout=300)
     assert saved_frames(comfy, api, entry) == TINY_FRAMES
     with_lora = report_of(comfy, api, entry)
     without = comfy.ui_of(entry, "91")["text"][0]
     assert "LoRA (high: wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors @ 1" in with_lora
     assert "LoRA" not in without
+    # The numbers, not the labels: each branch's latents equal the same files sampled here, with and without
+    # the LoRA pair, and the LoRA moves them far more than the two processes' rounding.
+    expected_plain, expected_lora = reference_latents(files_in_comfy, loader["inputs"], sampler["inputs"])
+    got_lora, got_plain = saved_latent(comfy, entry, "92"), saved_latent(comfy, entry, "93")
+    assert (expected_lora - expected_plain).abs().max() > 1e-2
+    torch.testing.assert_close(got_plain, expected_plain, rtol=0, atol=1e-4)
+    torch.testing.assert_close(got_lora, expected_lora, rtol=0, atol=1e-4)
+    # ComfyUI keeps the loader's output for the next prompt: after the LoRA ran, it must still be LoRA-free
+    # (a new seed, so the sampler runs again instead of answering from ComfyUI's cache).
+    later_inputs = {**sampler["inputs"], "pipe": [loader_id, 0], "seed": sampler["inputs"]["seed"] + 1}
+    later = {loader_id: loader, "70": {"class_type": "WanLeanSampler", "inputs": later_inputs},
+             "71": {"class_type": "SaveLatent", "inputs": {"samples": ["70", 2], "filename_prefix": "latents/later_without_lora"}}}
+    later_entry = comfy.run(later, timeout=300)
+    (expected_later,) = reference_latents(files_in_comfy, loader["inputs"], later_inputs, with_lora=False)
+    torch.testing.assert_close(saved_latent(comfy, later_entry, "71"), expected_later, rtol=0, atol=1e-4)
+
+
+def saved_latent(comfy, entry, node_id):
+    from safetensors.torch import load_file
+
+    saved = comfy.ui_of(entry, node_id)["latents"][0]
+    return load_file(str(comfy.output / saved["subfolder"] / saved["filename"]))["latent_tensor"]
+
+
+def reference_latents(files, loader_inputs, sampler_inputs, with_lora=True):
+    """(latents without LoRA, [with the lightx2v pair at 1.0]) from the same tiny files, sampled in this process."""
+    import dataclasses
+
+    from wanlean.comfy_files.load import load_comfy_files
+    from wanlean.comfy_files.lora import apply_loras
+    from wanlean.sampler import VideoRequest, generate
+
+    def source(kind, input_name):
+        return files[(kind, loader_inputs[input_name])]
+
+    session = load_comfy_files(
+        source("diffusion_models", "high_noise_model"), source("diffusion_models", "low_noise_model"),
+        source("text_encoders", "text_encoder"), source("vae", "vae"), dtype="fp32", device="cpu",
+        memory_mode=loader_inputs["memory_mode"], weight_storage=loader_inputs["weight_storage"],
+    )
+    request = VideoRequest(**{f.name: sampler_inputs[f.name] for f in dataclasses.fields(VideoRequest) if f.name in sampler_inputs})
+    request.boundary = request.boundary or None
+    plain = generate(session, request).latents  # before any LoRA exists
+    if not with_lora:
+        return (plain,)
+    lora = apply_loras(
+        session,
+        (files[("loras", "wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors")], 1.0),
+        (files[("loras", "wan2.2_t2v_lightx2v_4steps_lora_v1.1_low_noise.safetensors")], 1.0),
+    )
+    return plain, generate(lora, request).latents
 
 
 def test_ti2v_example_runs(comfy, files_in_comfy):

@@ -323,9 +323,16 @@ class TinySet:
         self.vae21 = tiny_vae("2.1", seed=4)
         self.vae22 = tiny_vae("2.2", seed=5)
         self.text_encoder = tiny_text_encoder(self.vocab, seed=6)
-        self._written: dict = {}
+        self._written: dict = {}  # key (every parameter) -> path
+        self._owners: dict = {}  # file name -> the key it was written for
 
-    def _once(self, key, write):
+    def _once(self, key, name: str, write):
+        """The file for `key` (every parameter that shapes its content), written on first request. One name
+        never serves two keys: a second set of parameters under a name already written is an error, not a
+        silently reused file whose content depends on which test asked first."""
+        owner = self._owners.setdefault(name, key)
+        if owner != key:
+            raise ValueError(f"tiny file name {name!r} already holds {owner}; {key} needs its own name")
         if key not in self._written:
             self._written[key] = write()
         return str(self._written[key])
@@ -333,22 +340,23 @@ class TinySet:
     def transformer(self, which: str = "high", fmt: str = "fp16", prefix: str = "", name: str | None = None) -> str:
         model = {"high": self.high, "low": self.low, "ti2v": self.ti2v}[which]
         name = name or f"wan_{which}_noise_{fmt}{'_prefixed' if prefix else ''}.safetensors"
-        return self._once(("t", which, fmt, prefix, name), lambda: write_transformer_file(self.root / name, model, fmt, prefix))
+        return self._once(("t", which, fmt, prefix, name), name, lambda: write_transformer_file(self.root / name, model, fmt, prefix))
 
     def vae(self, version: str = "2.1", fmt: str = "fp32") -> str:
         model = self.vae21 if version == "2.1" else self.vae22
         name = f"wan{version}_vae_{fmt}.safetensors"
-        return self._once(("v", version, fmt), lambda: write_vae_file(self.root / name, model, version, fmt))
+        return self._once(("v", version, fmt), name, lambda: write_vae_file(self.root / name, model, version, fmt))
 
     def umt5(self, fmt: str = "fp16", with_tokenizer: bool = True) -> str:
         name = f"umt5_tiny_{fmt}{'' if with_tokenizer else '_notok'}.safetensors"
         spiece = self.spiece if with_tokenizer else None
-        return self._once(("u", fmt, with_tokenizer), lambda: write_umt5_file(self.root / name, self.text_encoder, spiece, fmt))
+        return self._once(("u", fmt, with_tokenizer), name, lambda: write_umt5_file(self.root / name, self.text_encoder, spiece, fmt))
 
     def lora(self, which: str = "high", layout: str = "comfy", seed: int = 0, **kw) -> str:
         model = {"high": self.high, "low": self.low, "ti2v": self.ti2v}[which]
-        name = f"lora_{which}_{layout}_{seed}.safetensors"
-        return self._once(("l", which, layout, seed), lambda: write_lora_file(self.root / name, model, layout, seed=seed, **kw))
+        options = tuple(sorted(kw.items()))  # rank, alpha, bias_layer: each changes the file
+        name = f"lora_{which}_{layout}_{seed}" + "".join(f"_{key}{value}" for key, value in options) + ".safetensors"
+        return self._once(("l", which, layout, seed, options), name, lambda: write_lora_file(self.root / name, model, layout, seed=seed, **kw))
 
     def path(self, name: str) -> Path:
         return self.root / name
@@ -382,4 +390,4 @@ def diffusers_folder(tiny: TinySet, kind: str = "A14B") -> str:
         pipe.save_pretrained(str(folder), safe_serialization=True)
         return folder
 
-    return tiny._once(("d", kind), write)
+    return tiny._once(("d", kind), f"diffusers-{kind}", write)
