@@ -138,9 +138,9 @@ def reference_latents(files, loader_inputs, sampler_inputs, with_lora=True):
     """(latents without LoRA, [with the lightx2v pair at 1.0]) from the same tiny files, sampled in this process."""
     import dataclasses
 
-    from wanlean.comfy_files.load import load_comfy_files
-    from wanlean.comfy_files.lora import apply_loras
-    from wanlean.sampler import VideoRequest, generate
+    from wanlean.video.loaders.comfy_files.load import load_comfy_files
+    from wanlean.video.loaders.comfy_files.lora import apply_loras
+    from wanlean.video.sampler import VideoRequest, generate
 
     def source(kind, input_name):
         return files[(kind, loader_inputs[input_name])]
