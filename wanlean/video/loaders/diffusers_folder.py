@@ -101,7 +101,12 @@ def load_diffusers_folder(folder: str, dtype: str = "auto", memory_mode: str = "
 
     transformer = load_transformer("transformer")
     transformer_2 = load_transformer("transformer_2") if model_type == "A14B" else None
-    vae = AutoencoderKLWan.from_pretrained(folder, subfolder="vae", torch_dtype=torch.float32, local_files_only=True, use_safetensors=True).eval()
+    # Without accelerate, say low_cpu_mem_usage=False ourselves: diffusers would otherwise log that it
+    # "cannot initialize model with low cpu memory usage", as if accelerate were needed (it is not).
+    vae = AutoencoderKLWan.from_pretrained(
+        folder, subfolder="vae", torch_dtype=torch.float32, local_files_only=True, use_safetensors=True,
+        low_cpu_mem_usage=_accelerate_available(),
+    ).eval()
     return WanSession(
         model_type=model_type,
         transformer=transformer,
