@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -212,9 +213,40 @@ def denoise(
     on_step: Callable[[int, int, str], None] | None = None,
     latents=None,
     stats: RunStats | None = None,
+    cancel_check: Callable[[], None] | None = None,
 ):
-    """Run the sampling loop; returns the final (normalised) latents. `on_step(index, total, stage)` is
-    called after every step: raise inside it (ComfyUI's cancel) and the loop stops at once."""
+    """Run the sampling loop; returns the final (normalised) latents.
+
+    Args:
+        on_step: `on_step(index, total, stage)`, called after every step; raise inside it and the loop
+            stops at once.
+        cancel_check: called before every transformer block (see `checks_between_blocks`); raise inside it
+            (ComfyUI's cancel) and the forward stops within one block instead of one step.
+    """
+    with checks_between_blocks(session, cancel_check):
+        return _denoise(session, settings, prompt_embeds, negative_embeds, on_step, latents, stats)
+
+
+@contextmanager
+def checks_between_blocks(session: WanSession, check: Callable[[], None] | None):
+    """Call `check()` before each block of each transformer while the context is open: a forward pre-hook
+    on every module of `transformer.blocks`, removed on exit, error or not. A step at the official size
+    takes tens of seconds on a GPU and minutes on a CPU; a block is 1/40 of a forward."""
+    if check is None:
+        yield
+        return
+    handles = []
+    try:
+        for expert in (session.transformer, session.transformer_2):
+            for block in getattr(expert, "blocks", None) or ():
+                handles.append(block.register_forward_pre_hook(lambda module, args: check()))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _denoise(session, settings, prompt_embeds, negative_embeds, on_step, latents, stats):
     import torch
 
     stats = stats if stats is not None else RunStats()
@@ -307,9 +339,11 @@ def generate(
     request: VideoRequest,
     cache=None,
     on_step: Callable[[int, int, str], None] | None = None,
+    cancel_check: Callable[[], None] | None = None,
 ) -> VideoResult:
     """Text to video. Raises WanLeanError for bad input and for device out-of-memory (memory is freed and
-    the message names the memory modes to try); an exception from `on_step` stops the run at once."""
+    the message names the memory modes to try); an exception from `on_step` (after each step) or from
+    `cancel_check` (before each transformer block) stops the run at once."""
     import torch
 
     settings = resolve_settings(session, request)
@@ -318,7 +352,7 @@ def generate(
     out_of_memory = None
     try:
         prompt_embeds, negative_embeds = encode_prompts(session, settings, cache, stats)
-        latents = denoise(session, settings, prompt_embeds, negative_embeds, on_step, stats=stats)
+        latents = denoise(session, settings, prompt_embeds, negative_embeds, on_step, stats=stats, cancel_check=cancel_check)
         decode_started = time.perf_counter()
         frames, latents_raw = decode(session, latents)
         stats.decode_seconds = time.perf_counter() - decode_started
