@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import memory
+from . import memory, request_memory
 from ..errors import WanLeanError
 from .memory import MEMORY_MODES
 from .models import OFFICIAL_NEGATIVE
@@ -343,10 +343,11 @@ def generate(
 ) -> VideoResult:
     """Text to video. Raises WanLeanError for bad input and for device out-of-memory (memory is freed and
     the message names the memory modes to try); an exception from `on_step` (after each step) or from
-    `cancel_check` (before each transformer block) stops the run at once."""
-    import torch
-
+    `cancel_check` (before each transformer block) stops the run at once. A request that cannot fit in
+    memory is refused before anything is allocated (`request_memory.check_fits`)."""
     settings = resolve_settings(session, request)
+    # Refuse what cannot fit before anything is allocated (a lower estimate, see request_memory).
+    request_memory.check_fits(session, settings.width, settings.height, settings.frames)
     stats = RunStats()
     moves_before = memory.move_stats(session)[1]
     out_of_memory = None
@@ -356,13 +357,14 @@ def generate(
         decode_started = time.perf_counter()
         frames, latents_raw = decode(session, latents)
         stats.decode_seconds = time.perf_counter() - decode_started
-    except torch.OutOfMemoryError as exc:
-        out_of_memory = str(exc).split("\n")[0]
     except BaseException as exc:
-        # A cancel or an error: drop the tensors the loop's frames hold, then give the memory back.
-        traceback.clear_frames(exc.__traceback__)
-        memory.release(session)
-        raise
+        if request_memory.is_out_of_memory(exc):  # torch.OutOfMemoryError, or the CPU allocator's RuntimeError
+            out_of_memory = request_memory.out_of_memory_detail(exc)
+        else:
+            # A cancel or an error: drop the tensors the loop's frames hold, then give the memory back.
+            traceback.clear_frames(exc.__traceback__)
+            memory.release(session)
+            raise
     if out_of_memory is not None:  # outside the except block, so the traceback (and its tensors) is gone
         memory.release(session)
         raise WanLeanError(out_of_memory_message(session, settings, out_of_memory))
@@ -372,6 +374,11 @@ def generate(
 
 
 def out_of_memory_message(session: WanSession, settings: Settings, detail: str) -> str:
+    if request_memory.on_cpu_allocator(detail):  # host RAM: the memory modes change nothing there
+        return (
+            f"out of host memory (RAM) at {settings.width}×{settings.height}×{settings.frames} ({detail}). Memory "
+            "was freed. Choose fewer frames or a smaller size, or close other programs."
+        )
     others = [mode for mode in MEMORY_MODES if mode != session.memory_mode]
     return (
         f"out of device memory at {settings.width}×{settings.height}×{settings.frames} in memory mode "
