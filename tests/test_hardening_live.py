@@ -85,3 +85,19 @@ def test_a_damaged_disk_cache_entry_is_never_used(comfy, tiny_a14b, damage):
     prompt_line = next(line for line in report.splitlines() if line.lstrip().startswith("prompt"))
     assert "cache miss" in prompt_line and "hit (disk)" not in prompt_line, report
     assert comfy.get("/system_stats").ok
+
+
+def test_a_huge_size_is_refused_at_once_with_what_fits(comfy, tiny_a14b):
+    """8192×8192×10001 is within the inputs' limits; the sampler refuses it before allocating (it used to
+    end in torch's raw allocator message), and the server keeps answering."""
+    import time
+
+    api, sampler_id = sampler_workflow(comfy, tiny_a14b, "a red fox runs through snow", seed=13)
+    api[sampler_id]["inputs"].update(width=8192, height=8192, frames=10001)
+    started = time.perf_counter()
+    entry = comfy.run(api, timeout=120, expect="error")
+    message = comfy.error_message(entry)
+    assert message.startswith("wanlean.WanLeanError: width/height/frames: 8192×8192×10001 needs at least "), message
+    assert "The largest that fits: " in message
+    assert time.perf_counter() - started < 60
+    assert comfy.get("/system_stats").ok
