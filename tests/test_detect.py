@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from wanlean.video.loaders.comfy_files.detect import classify, fingerprint, inspect_diffusion_model, inspect_text_encoder, inspect_vae
-from wanlean.video.loaders.comfy_files.load import load_comfy_files
+from wanlean.video.loaders.comfy_files.load import load_comfy_files, low_noise_partner
 from wanlean.errors import WanLeanError
 from wanlean.safetensors_header import read_header
 from wltest.comfy_formats import save, tiny_set, tiny_transformer, write_transformer_file
@@ -237,3 +237,36 @@ def test_bad_options_named(tiny):
         load_comfy_files(tiny.transformer("high"), tiny.transformer("low"), tiny.umt5(), tiny.vae("2.1"), weight_storage="int4")
     with pytest.raises(WanLeanError, match="memory_mode must be one of"):
         load_comfy_files(tiny.transformer("high"), tiny.transformer("low"), tiny.umt5(), tiny.vae("2.1"), memory_mode="fast")
+
+
+def test_a14b_expert_without_low_noise_names_the_right_input(tiny):
+    """low_noise_model 'none' with an A14B expert: the message names the high-noise file under high_noise_model
+    (it used to say "low_noise_model: '…high_noise….safetensors' is an A14B expert")."""
+    with pytest.raises(WanLeanError) as caught:
+        _load(tiny, tiny.transformer("high"), None)
+    assert str(caught.value).startswith(
+        "low_noise_model: 'none', but high_noise_model 'wan_high_noise_fp16.safetensors' is an A14B expert")
+
+
+@pytest.mark.parametrize("high, names, expected", [
+    ("wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors",
+     ["wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors", "wan2.2_t2v_low_noise_14B_fp16.safetensors", "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors"],
+     "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors"),
+    ("wan/Wan2.2_HIGH_noise.safetensors", ["Wan2.2_LOW_noise.safetensors", "wan/Wan2.2_LOW_noise.safetensors"], "wan/Wan2.2_LOW_noise.safetensors"),
+    ("wan/Wan2.2_High_noise.safetensors", ["wan/wan2.2_low_noise.safetensors"], "wan/wan2.2_low_noise.safetensors"),  # case differs
+    ("wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors", ["wan2.2_t2v_low_noise_14B_fp16.safetensors"], None),  # no same-named file
+    ("wan2.2_ti2v_5B_fp16.safetensors", ["wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors"], None),  # no 'high' word
+    ("highway_high_noise.safetensors", ["highway_low_noise.safetensors"], "highway_low_noise.safetensors"),  # only the word
+    ("high_to_low.safetensors", ["low_to_low.safetensors"], None),  # says 'low' too: ambiguous
+])
+def test_low_noise_partner_by_name(high, names, expected):
+    assert low_noise_partner(high, names) == expected
+
+
+def test_low_noise_default_is_used_only_for_an_a14b_expert_without_a_low_noise_model(tiny):
+    low = tiny.transformer("low")
+    session = load_comfy_files(tiny.transformer("high"), None, tiny.umt5(), tiny.vae("2.1"), dtype="fp32", device="cpu", low_noise_default=low)
+    assert session.transformer_2 is not None and session.extras["low_noise_model_picked"] == low
+    assert "wan_low_noise_fp16.safetensors (picked by name for low_noise_model 'none')" in session.source
+    ti2v = load_comfy_files(tiny.transformer("ti2v"), None, tiny.umt5(), tiny.vae("2.2"), dtype="fp32", device="cpu", low_noise_default=low)
+    assert ti2v.transformer_2 is None and ti2v.extras["low_noise_model_picked"] is None  # TI2V-5B: one model

@@ -107,3 +107,19 @@ def test_a_small_request_during_a_burst_of_long_ones_is_answered(comfy):
     assert {a.status_code for a in answers} <= {200, 503}
     assert all(a.json()["error"].startswith("busy:") for a in answers if a.status_code == 503)
     assert any(a.status_code == 200 for a in answers)
+
+
+def test_a_huge_size_is_refused_at_once_with_what_fits(comfy, tiny_a14b):
+    """8192×8192×10001 is within the inputs' limits; the sampler refuses it before allocating (it used to
+    end in torch's raw allocator message), and the server keeps answering."""
+    import time
+
+    api, sampler_id = sampler_workflow(comfy, tiny_a14b, "a red fox runs through snow", seed=13)
+    api[sampler_id]["inputs"].update(width=8192, height=8192, frames=10001)
+    started = time.perf_counter()
+    entry = comfy.run(api, timeout=120, expect="error")
+    message = comfy.error_message(entry)
+    assert message.startswith("wanlean.WanLeanError: width/height/frames: 8192×8192×10001 needs at least "), message
+    assert "The largest that fits: " in message
+    assert time.perf_counter() - started < 60
+    assert comfy.get("/system_stats").ok

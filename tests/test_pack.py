@@ -32,6 +32,17 @@ def test_every_node_follows_the_v1_contract(pack):
                 assert spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
 
 
+def test_comfyui_shows_the_error_type_as_a_plain_name(pack):
+    """ComfyUI reports `module + '.' + qualname` (execution.py full_type_name); imported by path the module
+    was '/…/custom_nodes/comfyui-wanlean.wanlean.errors', so the error type read as a path."""
+    import wanlean
+
+    error_class = pack.wanlean.errors.WanLeanError
+    assert pack.wanlean.errors.__name__.startswith(pack.__name__)  # the path-like module name ComfyUI gives
+    assert f"{error_class.__module__}.{error_class.__qualname__}" == "wanlean.WanLeanError"
+    assert wanlean.WanLeanError.__module__ == "wanlean" and wanlean.WanLeanError is wanlean.errors.WanLeanError
+
+
 def test_node_modules_use_relative_imports_only():
     # ComfyUI has a top-level module called `nodes`, and the pack folder's name varies by install.
     for path in list((ROOT / "nodes").glob("*.py")) + [ROOT / "__init__.py"]:

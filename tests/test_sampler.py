@@ -203,6 +203,58 @@ def test_cancel_stops_within_one_step_and_frees_memory(a14b, monkeypatch):
     assert released == [True]  # garbage-collected: the cancelled frames may hold tensors
 
 
+class BlockLog:
+    """Counts transformer blocks run (a forward hook on each block: it fires only when the block finished)."""
+
+    def __init__(self, session):
+        self.finished = []
+        self.handles = [
+            block.register_forward_hook(lambda m, a, out, name=f"{expert_name}.{index}": self.finished.append(name))
+            for expert_name, expert in (("high", session.transformer), ("low", session.transformer_2)) if expert is not None
+            for index, block in enumerate(expert.blocks)
+        ]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()
+
+
+def _hook_counts(session) -> list[int]:
+    return [len(block._forward_pre_hooks) for expert in (session.transformer, session.transformer_2) for block in expert.blocks]
+
+
+def test_cancel_stops_within_one_transformer_block(a14b, monkeypatch):
+    """Cancel requested while the first block of step 1 runs: the next block does not start, the step never
+    completes, and the checks are removed afterwards."""
+    released = []
+    monkeypatch.setattr(memory, "release", lambda session=None, collect=True: released.append(collect))
+    assert len(a14b.transformer.blocks) == 2  # the tiny expert: a step with CFG runs 2 forwards × 2 blocks
+
+    class Cancelled(Exception):
+        pass
+
+    steps_done, checks = [], []
+
+    with BlockLog(a14b) as blocks:
+        def cancel_check():
+            checks.append(len(blocks.finished))
+            if blocks.finished:  # the user pressed Cancel while block 0 of step 1 ran
+                raise Cancelled()
+
+        with pytest.raises(Cancelled):
+            generate(a14b, request(cfg_high=4, cfg_low=3), on_step=lambda *a: steps_done.append(a), cancel_check=cancel_check)
+    assert blocks.finished == ["high.0"] and steps_done == []  # stopped before block 1, within step 1
+    assert checks == [0, 1]  # checked before each block
+    assert released == [True] and _hook_counts(a14b) == [0] * 4  # memory given back, checks removed
+
+    calls = []
+    generate(a14b, request(steps=2, cfg_high=4, cfg_low=3), cancel_check=lambda: calls.append(1))
+    assert len(calls) == 2 * 2 * 2 and _hook_counts(a14b) == [0] * 4  # steps × forwards × blocks; removed after a run
+
+
 def test_out_of_memory_becomes_a_message_naming_the_memory_modes(a14b, monkeypatch):
     released = []
     monkeypatch.setattr(memory, "release", lambda session=None, collect=True: released.append(collect))

@@ -111,3 +111,16 @@ def test_loading_without_accelerate_gives_the_same_model(monkeypatch):
                 assert ours_state[key].dtype == tensor.dtype and torch.equal(ours_state[key], tensor), key
             assert ours.rope.freqs_cos.dtype == theirs.rope.freqs_cos.dtype
             assert torch.equal(ours.rope.freqs_cos, theirs.rope.freqs_cos) and torch.equal(ours.rope.freqs_sin, theirs.rope.freqs_sin)
+
+
+@pytest.mark.parametrize("kind", ["A14B", "TI2V-5B"])
+def test_loading_logs_nothing_about_accelerate(kind, caplog, capfd):
+    """The README says loading needs no accelerate; diffusers must not log that it 'cannot initialize model
+    with low cpu memory usage because accelerate was not found' (the encoder is loaded too)."""
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        session = load_diffusers_folder(str(tiny_folder(kind)), device="cpu")
+        session.text_encoder.encoder()
+    logged = caplog.text + "".join(capfd.readouterr())
+    assert "low cpu memory usage" not in logged and "accelerate" not in logged, logged

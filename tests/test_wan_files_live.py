@@ -206,7 +206,18 @@ def test_wrong_files_fail_the_node_with_a_message(comfy, files_in_comfy, change,
     node_of(api, "WanLeanLoadComfyFiles")[1]["inputs"].update(change)
     entry = comfy.run(api, timeout=120, expect="error")
     assert message in comfy.error_message(entry)
+    # ComfyUI shows the type as module.qualname: a plain name, not the pack folder's path
+    assert comfy.error_message(entry).startswith("wanlean.WanLeanError: ")
     assert comfy.get("/system_stats").ok
+
+
+def test_low_noise_none_picks_the_expert_named_like_the_high_noise_one(comfy, files_in_comfy):
+    """A new loader node keeps low_noise_model 'none': with the official A14B names the run finds the
+    low-noise file and the report says so."""
+    api = example_api(comfy, "wan22_a14b_fp8_scaled.json", steps=1)
+    node_of(api, "WanLeanLoadComfyFiles")[1]["inputs"]["low_noise_model"] = "none"
+    entry = comfy.run(api, timeout=300)
+    assert "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors (picked by name for low_noise_model 'none')" in report_of(comfy, api, entry)
 
 
 def test_a_vae_chosen_as_diffusion_model_is_named(comfy, files_in_comfy):

@@ -53,9 +53,27 @@ def test_every_loader_input_reaches_the_core_with_its_value(pack, wan_files, mon
     assert args == ("/models/diffusion_models/high.safetensors", "/models/diffusion_models/low.safetensors",
                     "/models/text_encoders/umt5.safetensors", "/models/vae/vae.safetensors")
     progress = kwargs.pop("progress")
-    assert kwargs == dict(dtype="bf16", memory_mode="sequential_offload", weight_storage="fp8", text_encoder_device="gpu", device="cuda")
+    assert kwargs == dict(dtype="bf16", memory_mode="sequential_offload", weight_storage="fp8", text_encoder_device="gpu", device="cuda",
+                          low_noise_default=None)
     assert callable(progress)
     wan_files.WanLeanLoadComfyFiles().run("ti2v.safetensors", "none", "umt5.safetensors", "vae.safetensors", "fp32", "gpu")
     args, kwargs = calls[1]
     assert args[1] is None  # TI2V-5B: one model
     assert (kwargs["weight_storage"], kwargs["text_encoder_device"], kwargs["device"]) == ("as_file", "cpu", "auto")
+
+
+def test_low_noise_none_passes_the_expert_named_like_the_high_noise_one(pack, wan_files, monkeypatch):
+    """The combo's default 'none' stays (saved workflows keep their schema); at run time the node hands the
+    core the listed file named like the high-noise one, which the core uses only for an A14B expert."""
+    calls = record(pack, monkeypatch, "load", "load_comfy_files", "session")
+    listed = ["wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors", "wan2.2_t2v_low_noise_14B_fp16.safetensors",
+              "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors", "wan2.2_ti2v_5B_fp16.safetensors"]
+    monkeypatch.setattr(pack.nodes._comfy, "model_files", lambda kind: listed if kind == "diffusion_models" else [])
+    node = wan_files.WanLeanLoadComfyFiles()
+    node.run(listed[0], "none", "umt5.safetensors", "vae.safetensors", "fp32", "gpu")
+    node.run(listed[0], listed[1], "umt5.safetensors", "vae.safetensors", "fp32", "gpu")  # a choice is kept
+    node.run(listed[3], "none", "umt5.safetensors", "vae.safetensors", "fp32", "gpu")
+    picked, chosen, single = calls
+    assert picked[0][1] is None and picked[1]["low_noise_default"] == "/models/diffusion_models/" + listed[2]
+    assert chosen[0][1] == "/models/diffusion_models/" + listed[1] and chosen[1]["low_noise_default"] is None
+    assert single[0][1] is None and single[1]["low_noise_default"] is None

@@ -80,7 +80,7 @@ class FakeGenerate:
     def __init__(self):
         self.calls = []
 
-    def __call__(self, session, request, cache=None, on_step=None):
+    def __call__(self, session, request, cache=None, on_step=None, cancel_check=None):
         from types import SimpleNamespace
 
         self.calls.append(SimpleNamespace(session=session, request=request, cache=cache))
@@ -175,6 +175,32 @@ def test_progress_advances_once_per_step_and_cancel_stops_within_a_step(nodes, m
     finally:
         handle.remove()
     assert len(updates) == 5 and len(forwards) == 4  # 2 steps × 2 forwards, then stopped
+
+
+def test_cancel_stops_the_node_between_two_transformer_blocks(nodes, monkeypatch):
+    """ComfyUI's cancel check reaches the core as the block check: Cancel pressed while the first block runs
+    stops the node before the second block, so no forward of the transformer completes."""
+    pipe = load(nodes)
+
+    class Interrupted(Exception):
+        pass
+
+    pressed, finished_forwards = [], []
+
+    def throw_if_interrupted():
+        if pressed:
+            raise Interrupted()
+
+    monkeypatch.setattr(nodes._comfy, "throw_if_interrupted", throw_if_interrupted)
+    handles = [pipe.transformer.blocks[0].register_forward_hook(lambda *a: pressed.append(1)),
+               pipe.transformer.register_forward_hook(lambda *a: finished_forwards.append(1))]
+    try:
+        with pytest.raises(Interrupted):
+            sample(nodes, pipe, steps=3, cfg_high=4.0)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert len(pressed) == 1 and finished_forwards == []
 
 
 def test_disk_cache_lands_in_the_output_folder_and_hits_after(nodes, tmp_path):

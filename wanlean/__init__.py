@@ -7,6 +7,8 @@ a subpackage of the ComfyUI custom-node folder.
 
 import os
 
+from .errors import WanLeanError  # the one user-facing exception, shown by ComfyUI as "wanlean.WanLeanError"
+
 __version__ = "0.1.0"
 
 # Shipped data files are found by path, not importlib.resources: ComfyUI imports the pack under a module

@@ -18,6 +18,16 @@ from .errors import WanLeanError
 # A real header is a few MB at most (names and shapes of a few thousand tensors).
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 
+# Bits per element of every dtype safetensors writes. A dtype not listed here is not size-checked (the
+# tensor reader refuses it by name when it is read).
+DTYPE_BITS = {
+    "BOOL": 8, "U8": 8, "I8": 8, "F8_E4M3": 8, "F8_E5M2": 8, "F8_E8M0": 8,
+    "U16": 16, "I16": 16, "F16": 16, "BF16": 16,
+    "U32": 32, "I32": 32, "F32": 32,
+    "U64": 64, "I64": 64, "F64": 64, "C64": 64,
+    "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
+}
+
 
 @dataclass(frozen=True)
 class TensorInfo:
@@ -75,6 +85,8 @@ def read_header(path: str | os.PathLike, what: str = "file") -> SafetensorsHeade
         try:
             start, end = (int(v) for v in info["data_offsets"])
             tensor = TensorInfo(str(info["dtype"]), tuple(int(d) for d in info["shape"]), start, end)
+            if any(d < 0 for d in tensor.shape):
+                raise ValueError("negative dimension")
         except (KeyError, TypeError, ValueError):
             raise WanLeanError(f"{what}: '{name}' has a malformed header entry for tensor '{key}'.") from None
         if end > data_size or start > end:
@@ -82,8 +94,26 @@ def read_header(path: str | os.PathLike, what: str = "file") -> SafetensorsHeade
                 f"{what}: '{name}' is truncated (tensor '{key}' ends past the end of the file); "
                 "download it again."
             )
+        expected = expected_nbytes(tensor)
+        if expected is not None and expected != end - start:
+            raise WanLeanError(
+                f"{what}: '{name}' is damaged: its header gives tensor '{key}' the shape {list(tensor.shape)} in "
+                f"{tensor.dtype} ({expected} bytes), but the file holds {end - start} bytes for it. "
+                "Download the file again."
+            )
         tensors[key] = tensor
     return SafetensorsHeader(path, tensors, metadata, data_offset)
+
+
+def expected_nbytes(tensor: TensorInfo) -> int | None:
+    """The bytes a tensor's shape and dtype need (None for a dtype we do not know)."""
+    bits = DTYPE_BITS.get(tensor.dtype)
+    if bits is None:
+        return None
+    elements = 1
+    for d in tensor.shape:
+        elements *= d
+    return (elements * bits + 7) // 8
 
 
 def read_tensor_bytes(header: SafetensorsHeader, key: str) -> bytes:

@@ -45,7 +45,7 @@ class WanLeanLoadComfyFiles:
         return {
             "required": {
                 "high_noise_model": (diffusion_models, {"tooltip": "The Wan2.2 T2V-A14B high-noise expert, e.g. wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors, or the TI2V-5B model (wan2.2_ti2v_5B_fp16.safetensors)."}),
-                "low_noise_model": ([NONE] + diffusion_models, {"tooltip": "The T2V-A14B low-noise expert, e.g. wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors. 'none' for TI2V-5B, which is a single model."}),
+                "low_noise_model": ([NONE] + diffusion_models, {"tooltip": "The T2V-A14B low-noise expert, e.g. wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors. 'none' for TI2V-5B, which is a single model. With an A14B expert, 'none' picks the low-noise file named like the high-noise one (high_noise → low_noise) when it is listed; the report names it."}),
                 "text_encoder": (_comfy.model_files("text_encoders"), {"tooltip": "ComfyUI's umT5-XXL file, e.g. umt5_xxl_fp8_e4m3fn_scaled.safetensors (its tokenizer is inside). It is read only when a prompt is not in the embedding cache."}),
                 "vae": (_comfy.model_files("vae"), {"tooltip": "wan_2.1_vae.safetensors for T2V-A14B, wan2.2_vae.safetensors for TI2V-5B."}),
                 "dtype": dtype_input("What the experts and the text encoder compute in. auto: bf16 on a GPU, fp32 on the CPU. The VAE always runs in fp32. An fp8 file is dequantized to this dtype."),
@@ -61,14 +61,18 @@ class WanLeanLoadComfyFiles:
     def run(self, high_noise_model, low_noise_model, text_encoder, vae, dtype, memory_mode,
             weight_storage="as_file", text_encoder_device="cpu", device="auto"):
         require_diffusers()
-        from ...wanlean.video.loaders.comfy_files.load import load_comfy_files
+        from ...wanlean.video.loaders.comfy_files.load import load_comfy_files, low_noise_partner
 
         high = _comfy.model_path("diffusion_models", high_noise_model, "high_noise_model")
         low = None if low_noise_model in (None, "", NONE) else _comfy.model_path("diffusion_models", low_noise_model, "low_noise_model")
+        # A combo's default is fixed in INPUT_TYPES, so 'none' is matched here: the core uses this file
+        # only if the high-noise file is an A14B expert.
+        partner = low_noise_partner(high_noise_model, _comfy.model_files("diffusion_models")) if low is None else None
         session = load_comfy_files(
             high, low, _comfy.model_path("text_encoders", text_encoder, "text_encoder"), _comfy.model_path("vae", vae, "vae"),
             dtype=dtype, memory_mode=memory_mode, weight_storage=weight_storage,
             text_encoder_device=text_encoder_device, device=device, progress=_LoadProgress(),
+            low_noise_default=_comfy.model_path("diffusion_models", partner, "low_noise_model") if partner else None,
         )
         return (session,)
 

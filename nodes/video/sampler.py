@@ -77,9 +77,12 @@ class WanLeanSampler:
 
         def on_step(index, total, stage):
             progress.update(1)
-            _comfy.throw_if_interrupted()  # Cancel stops here, within one step
+            _comfy.throw_if_interrupted()
 
-        result = generate(pipe, request, cache=make_cache(text_cache, _disk_cache_folder(text_cache)), on_step=on_step)
+        result = generate(
+            pipe, request, cache=make_cache(text_cache, _disk_cache_folder(text_cache)), on_step=on_step,
+            cancel_check=_comfy.throw_if_interrupted,  # Cancel also stops between two transformer blocks
+        )
         _comfy.show_text(unique_id, result.report)
         return {
             "ui": {"text": [result.report]},

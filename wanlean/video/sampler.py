@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import memory
+from . import memory, request_memory
 from ..errors import WanLeanError
 from .memory import MEMORY_MODES
 from .models import OFFICIAL_NEGATIVE
@@ -213,9 +214,40 @@ def denoise(
     on_step: Callable[[int, int, str], None] | None = None,
     latents=None,
     stats: RunStats | None = None,
+    cancel_check: Callable[[], None] | None = None,
 ):
-    """Run the sampling loop; returns the final (normalised) latents. `on_step(index, total, stage)` is
-    called after every step: raise inside it (ComfyUI's cancel) and the loop stops at once."""
+    """Run the sampling loop; returns the final (normalised) latents.
+
+    Args:
+        on_step: `on_step(index, total, stage)`, called after every step; raise inside it and the loop
+            stops at once.
+        cancel_check: called before every transformer block (see `checks_between_blocks`); raise inside it
+            (ComfyUI's cancel) and the forward stops within one block instead of one step.
+    """
+    with checks_between_blocks(session, cancel_check):
+        return _denoise(session, settings, prompt_embeds, negative_embeds, on_step, latents, stats)
+
+
+@contextmanager
+def checks_between_blocks(session: WanSession, check: Callable[[], None] | None):
+    """Call `check()` before each block of each transformer while the context is open: a forward pre-hook
+    on every module of `transformer.blocks`, removed on exit, error or not. A step at the official size
+    takes tens of seconds on a GPU and minutes on a CPU; a block is 1/40 of a forward."""
+    if check is None:
+        yield
+        return
+    handles = []
+    try:
+        for expert in (session.transformer, session.transformer_2):
+            for block in getattr(expert, "blocks", None) or ():
+                handles.append(block.register_forward_pre_hook(lambda module, args: check()))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _denoise(session, settings, prompt_embeds, negative_embeds, on_step, latents, stats):
     import torch
 
     stats = stats if stats is not None else RunStats()
@@ -308,28 +340,32 @@ def generate(
     request: VideoRequest,
     cache=None,
     on_step: Callable[[int, int, str], None] | None = None,
+    cancel_check: Callable[[], None] | None = None,
 ) -> VideoResult:
     """Text to video. Raises WanLeanError for bad input and for device out-of-memory (memory is freed and
-    the message names the memory modes to try); an exception from `on_step` stops the run at once."""
-    import torch
-
+    the message names the memory modes to try); an exception from `on_step` (after each step) or from
+    `cancel_check` (before each transformer block) stops the run at once. A request that cannot fit in
+    memory is refused before anything is allocated (`request_memory.check_fits`)."""
     settings = resolve_settings(session, request)
+    # Refuse what cannot fit before anything is allocated (a lower estimate, see request_memory).
+    request_memory.check_fits(session, settings.width, settings.height, settings.frames)
     stats = RunStats()
     moves_before = memory.move_stats(session)[1]
     out_of_memory = None
     try:
         prompt_embeds, negative_embeds = encode_prompts(session, settings, cache, stats)
-        latents = denoise(session, settings, prompt_embeds, negative_embeds, on_step, stats=stats)
+        latents = denoise(session, settings, prompt_embeds, negative_embeds, on_step, stats=stats, cancel_check=cancel_check)
         decode_started = time.perf_counter()
         frames, latents_raw = decode(session, latents)
         stats.decode_seconds = time.perf_counter() - decode_started
-    except torch.OutOfMemoryError as exc:
-        out_of_memory = str(exc).split("\n")[0]
     except BaseException as exc:
-        # A cancel or an error: drop the tensors the loop's frames hold, then give the memory back.
-        traceback.clear_frames(exc.__traceback__)
-        memory.release(session)
-        raise
+        if request_memory.is_out_of_memory(exc):  # torch.OutOfMemoryError, or the CPU allocator's RuntimeError
+            out_of_memory = request_memory.out_of_memory_detail(exc)
+        else:
+            # A cancel or an error: drop the tensors the loop's frames hold, then give the memory back.
+            traceback.clear_frames(exc.__traceback__)
+            memory.release(session)
+            raise
     if out_of_memory is not None:  # outside the except block, so the traceback (and its tensors) is gone
         memory.release(session)
         raise WanLeanError(out_of_memory_message(session, settings, out_of_memory))
@@ -339,6 +375,11 @@ def generate(
 
 
 def out_of_memory_message(session: WanSession, settings: Settings, detail: str) -> str:
+    if request_memory.on_cpu_allocator(detail):  # host RAM: the memory modes change nothing there
+        return (
+            f"out of host memory (RAM) at {settings.width}×{settings.height}×{settings.frames} ({detail}). Memory "
+            "was freed. Choose fewer frames or a smaller size, or close other programs."
+        )
     others = [mode for mode in MEMORY_MODES if mode != session.memory_mode]
     return (
         f"out of device memory at {settings.width}×{settings.height}×{settings.frames} in memory mode "

@@ -13,6 +13,7 @@ import json
 import os
 
 from ...errors import WanLeanError, missing_package
+from ...safetensors_header import read_header
 from ..embedding_cache import RowSpec
 from ..devices import resolve_device, resolve_dtype
 from ..memory import MEMORY_MODES
@@ -58,6 +59,18 @@ def read_model_index(folder: str) -> tuple[str, dict]:
     return model_type, index
 
 
+def check_weight_files(folder: str, parts: list[str]) -> None:
+    """Read the header of every .safetensors file in the `parts` subfolders (a few KB each), so a damaged
+    file is named with its tensor (`read_header` checks each tensor's shape and dtype against its bytes)
+    before diffusers or transformers read it and fail without naming either."""
+    name = os.path.basename(os.path.normpath(folder)) or folder
+    for part in parts:
+        root = os.path.join(folder, part)
+        for file_name in sorted(os.listdir(root)):
+            if file_name.endswith(".safetensors"):
+                read_header(os.path.join(root, file_name), what=f"folder: '{name}/{part}'")
+
+
 def _component_present(index: dict, key: str) -> bool:
     entry = index.get(key)
     return isinstance(entry, (list, tuple)) and len(entry) == 2 and entry[0] is not None and entry[1] is not None
@@ -76,6 +89,7 @@ def load_diffusers_folder(folder: str, dtype: str = "auto", memory_mode: str = "
         raise missing_package(exc.name or "diffusers", "WanLean's Wan2.2 loader") from None
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
+    check_weight_files(folder, ["transformer", "vae", "text_encoder"] + (["transformer_2"] if model_type == "A14B" else []))
     folder = os.path.realpath(folder)
 
     def load_transformer(subfolder):
@@ -87,7 +101,12 @@ def load_diffusers_folder(folder: str, dtype: str = "auto", memory_mode: str = "
 
     transformer = load_transformer("transformer")
     transformer_2 = load_transformer("transformer_2") if model_type == "A14B" else None
-    vae = AutoencoderKLWan.from_pretrained(folder, subfolder="vae", torch_dtype=torch.float32, local_files_only=True, use_safetensors=True).eval()
+    # Without accelerate, say low_cpu_mem_usage=False ourselves: diffusers would otherwise log that it
+    # "cannot initialize model with low cpu memory usage", as if accelerate were needed (it is not).
+    vae = AutoencoderKLWan.from_pretrained(
+        folder, subfolder="vae", torch_dtype=torch.float32, local_files_only=True, use_safetensors=True,
+        low_cpu_mem_usage=_accelerate_available(),
+    ).eval()
     return WanSession(
         model_type=model_type,
         transformer=transformer,

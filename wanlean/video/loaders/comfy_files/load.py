@@ -38,8 +38,13 @@ def load_comfy_files(
     text_encoder_device: str = "cpu",
     device: str = "auto",
     progress=None,
+    low_noise_default: str | None = None,
 ) -> WanSession:
     """A `WanSession` from full paths to ComfyUI's files. `low_noise_model` is None (or "none") for TI2V-5B.
+
+    - `low_noise_default`: the low-noise expert to use when `low_noise_model` is None and the high-noise
+      file turns out to be an A14B expert (the node passes the file named like it, see `low_noise_partner`);
+      ignored otherwise. The report's source names the file used.
 
     - `dtype`: what the transformers compute in ("auto": bf16 on a GPU, fp32 on the CPU). The VAE runs in
       fp32, the text encoder in `dtype`.
@@ -61,6 +66,9 @@ def load_comfy_files(
     torch_dtype = resolve_dtype(dtype, torch_device)
 
     high = inspect_diffusion_model(high_noise_model, "high_noise_model")
+    picked = None
+    if low_noise_model is None and low_noise_default and high.family == "A14B":
+        low_noise_model = picked = low_noise_default
     low = inspect_diffusion_model(low_noise_model, "low_noise_model") if low_noise_model else None
     check_experts(high, low)
     vae_file = inspect_vae(vae, "vae")
@@ -105,12 +113,16 @@ def load_comfy_files(
         dtype=torch_dtype,
         device=torch_device,
         memory_mode=memory_mode,
-        source="ComfyUI files " + " + ".join(f.name for f in files.values() if f is not None),
+        source="ComfyUI files " + " + ".join(
+            f.name + (" (picked by name for low_noise_model 'none')" if slot == "low_noise_model" and picked else "")
+            for slot, f in files.items() if f is not None
+        ),
         extras={
             "files": {slot: f.path for slot, f in files.items() if f is not None},
             "formats": {slot: f.description for slot, f in files.items() if f is not None},
             "weight_storage": weight_storage,
             "text_encoder_device": pinned_encoder_device,  # reported; the encoder's pinned_device decides
+            "low_noise_model_picked": picked,  # low_noise_model was 'none': the file named like the high-noise one
         },
     )
 
@@ -141,6 +153,24 @@ def _noise_words(path: str) -> set[str]:
     return {word.lower() for word in _NOISE_WORD.findall(os.path.basename(path))}
 
 
+def low_noise_partner(high_noise_name: str, names: list[str]) -> str | None:
+    """The name in `names` of the low-noise expert named like `high_noise_name`: the same name with its one
+    word 'high' (as in `wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors`) read 'low', in the same folder
+    (case of the word kept; an exact match first, then one differing only in case). None when the name has
+    no single 'high' word, says 'low' too, or no such file is listed."""
+    cut = max(high_noise_name.rfind("/"), high_noise_name.rfind("\\")) + 1  # ComfyUI lists "sub/name" ("sub\name" on Windows)
+    folder, base = high_noise_name[:cut], high_noise_name[cut:]
+    words = [word.lower() for word in _NOISE_WORD.findall(base)]
+    if words != ["high"]:
+        return None
+    low_base = _NOISE_WORD.sub(lambda m: {"high": "low", "HIGH": "LOW", "High": "Low"}.get(m.group(1), "low"), base)
+    wanted = folder + low_base
+    if wanted in names:
+        return wanted
+    folded = [name for name in names if name.lower() == wanted.lower() and name != high_noise_name]
+    return folded[0] if len(folded) == 1 else None
+
+
 def check_experts(high: ModelFile, low: ModelFile | None) -> None:
     """Both experts present for A14B, one model for TI2V-5B, the same architecture, different weights.
 
@@ -156,8 +186,8 @@ def check_experts(high: ModelFile, low: ModelFile | None) -> None:
         return
     if low is None:
         raise WanLeanError(
-            f"low_noise_model: '{high.name}' is an A14B expert; Wan2.2 T2V-A14B needs both experts. Choose the "
-            f"low-noise expert ({A14B_FILES})."
+            f"low_noise_model: 'none', but high_noise_model '{high.name}' is an A14B expert, and Wan2.2 T2V-A14B "
+            f"needs both experts. Choose the low-noise expert in low_noise_model ({A14B_FILES})."
         )
     if low.family != "A14B":
         raise WanLeanError(f"low_noise_model: '{low.name}' is {low.description}, not an A14B expert like '{high.name}'.")
