@@ -1,12 +1,16 @@
 """The `wanlean` command (also `python -m wanlean`).
 
     wanlean label VIDEO_FILE     print the AI-generated-content (AIGC) label in a video's metadata
+    wanlean batch PROMPTS --workflow W.json --server URL [--server URL ...] [--download DIR] [--ledger FILE]
     wanlean prep FILE [--out OUT] [--text-encoder FILE] [--method extractive] [--target-ratio 0.7]
                       [--keep "a, b"] [--max-tokens 512] [--tail-tokens -1] [--model FOLDER_OR_ID]
 
 `prep` reads prompts (one per line, or JSONL with a "prompt" field), normalises, compresses and truncates
 each one with the same core as the nodes, writes JSONL (the result and its report fields) to --out or
 FILE.prepped.jsonl beside the input, and prints a summary.
+
+`batch` fills each prompt into a workflow saved from ComfyUI and runs them over one or more ComfyUI
+servers (HTTP API), with a resumable ledger (PROMPTS.batch.jsonl); see wanlean/batch/.
 """
 
 from __future__ import annotations
@@ -45,7 +49,40 @@ def _parser() -> argparse.ArgumentParser:
         description="Read a video file's container metadata and print its AIGC entry (GB 45438-2025 implicit label).",
     )
     label.add_argument("video", metavar="VIDEO_FILE", help="a video file, e.g. one saved by ComfyUI's SaveVideo")
+    batch = commands.add_parser(
+        "batch",
+        help="run a file of prompts through a saved ComfyUI workflow over one or more ComfyUI servers",
+        description="Fill each prompt into a workflow saved from ComfyUI and queue them over the servers. "
+                    "A ledger (PROMPTS.batch.jsonl) makes a re-run resume. Exit codes: 0 all done, 1 some failed "
+                    "or not run, 2 bad input, 130 interrupted.",
+    )
+    batch.add_argument("prompts", metavar="PROMPTS", help="prompts, one per line, or JSONL with \"prompt\" and optional seed, negative, width, height, frames, steps")
+    batch.add_argument("--workflow", required=True, metavar="W.json", help="a workflow saved from ComfyUI (Save or Export (API)) with a WanLeanSampler or a node titled [prompt]")
+    batch.add_argument("--server", action="append", required=True, metavar="URL", help="a ComfyUI server, e.g. http://127.0.0.1:8188; repeat for more")
+    batch.add_argument("--download", metavar="DIR", help="also download each job's output files into DIR (as lineNNNN_<name>)")
+    batch.add_argument("--ledger", metavar="FILE", help="the job ledger (default: PROMPTS.batch.jsonl beside PROMPTS, its extension replaced)")
+    batch.add_argument("--max-pending", type=int, default=2, help="jobs queued per server at a time (default 2: the next one waits there, ready)")
+    batch.add_argument("--timeout", type=float, default=5.0, help="seconds a server has to answer at the start (default 5)")
+    batch.add_argument("--no-progress-bar", action="store_true", help="plain status lines instead of a tqdm bar")
     return parser
+
+
+def _batch(args) -> int:
+    from .batch.command import EXIT_BAD_INPUT, EXIT_INTERRUPTED, BatchOptions, run_batch
+
+    options = BatchOptions(
+        prompts=args.prompts, workflow=args.workflow, servers=args.server, download=args.download, ledger=args.ledger,
+        max_pending=args.max_pending, connect_timeout=args.timeout, use_tqdm=not args.no_progress_bar,
+    )
+    try:
+        return run_batch(options).exit_code
+    except WanLeanError as exc:
+        print(f"wanlean batch: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("wanlean batch: interrupted. The ledger is consistent; jobs already queued keep running on their servers. "
+              "Run the same command again to resume (finished jobs are not run again).", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _label(path: str) -> int:
@@ -75,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "label":
         return _label(args.video)
+    if args.command == "batch":
+        return _batch(args)
     if args.command != "prep":
         parser.print_help()
         return 2

@@ -17,11 +17,11 @@ import uuid
 from pathlib import Path
 
 import requests
+from wanlean.batch.workflow import ui_to_api  # noqa: F401  (shared with `wanlean batch`; tests import it from here)
 
 PACK_ROOT = Path(__file__).resolve().parents[2]
 PACK_FOLDER_NAME = "comfyui-wanlean"
 MODEL_KINDS = ("text_encoders", "diffusion_models", "vae", "loras", "diffusers")
-WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 SKIP_REASON = (
     "set COMFYUI_PATH to a ComfyUI checkout (0.8.0 or newer) and run pytest with a Python that has "
     "ComfyUI's requirements installed (or name one in COMFYUI_PYTHON) to run the real-ComfyUI tests"
@@ -166,31 +166,3 @@ class ComfyServer:
     def ui_of(entry: dict, node: str) -> dict:
         """What node `node` returned under "ui" (as shown in the frontend)."""
         return entry.get("outputs", {}).get(str(node), {})
-
-
-def ui_to_api(workflow: dict, object_info: dict) -> dict:
-    """ComfyUI's UI-format workflow (what example_workflows/ ship) → API format: widget values in input
-    order (skipping each seed's control_after_generate value), then links. Muted/bypassed nodes are left
-    out, so the very files users get are what the tests run."""
-    links = {link[0]: link for link in workflow["links"]}
-    api = {}
-    for node in workflow["nodes"]:
-        if node.get("mode", 0) != 0:
-            continue
-        info = object_info[node["type"]]
-        values = list(node.get("widgets_values") or [])
-        inputs = {}
-        for section in ("required", "optional"):
-            for name in info.get("input_order", {}).get(section, []):
-                kind, options = (info["input"][section][name] + [{}])[:2]
-                if isinstance(kind, list) or kind in WIDGET_TYPES:
-                    if values:
-                        inputs[name] = values.pop(0)
-                    if options.get("control_after_generate") and values:
-                        values.pop(0)
-        for slot in node.get("inputs", []):
-            if slot.get("link") is not None:
-                _, source, source_slot, *_ = links[slot["link"]]
-                inputs[slot["name"]] = [str(source), source_slot]
-        api[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
-    return api
