@@ -1,7 +1,8 @@
 """ComfyUI's own files, in a real headless ComfyUI (skipped without COMFYUI_PATH).
 
-Tiny files in the real formats are put in the test ComfyUI's model folders under the real file names
-(wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors, ...), and the example workflows users get run on them:
+Tiny files in the real formats and layouts (tests/test_fixture_layouts.py) are put in the test ComfyUI's model
+folders under the real file names (wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors, ...), and the example
+workflows users get run on them:
 WanLeanLoadComfyFiles (→ WanLeanLoRA) → WanLeanSampler → CreateVideo → SaveVideo.
 """
 
@@ -25,14 +26,14 @@ def files_in_comfy(comfy):
     """The tiny files under the names ComfyUI users have."""
     tiny = tiny_set()
     placed = {
-        ("diffusion_models", "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors"): tiny.transformer("high", "fp8_scaled", "model.diffusion_model."),
+        ("diffusion_models", "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors"): tiny.transformer("high", "fp8_scaled"),
         ("diffusion_models", "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors"): tiny.transformer("low", "fp8_scaled"),
         ("diffusion_models", "wan2.2_ti2v_5B_fp16.safetensors"): tiny.transformer("ti2v", "fp16"),
         ("text_encoders", "umt5_xxl_fp8_e4m3fn_scaled.safetensors"): tiny.umt5("fp8_scaled"),
         ("vae", "wan_2.1_vae.safetensors"): tiny.vae("2.1"),
         ("vae", "wan2.2_vae.safetensors"): tiny.vae("2.2"),
-        ("loras", "wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors"): tiny.lora("high", "comfy", alpha=2.0),
-        ("loras", "wan2.2_t2v_lightx2v_4steps_lora_v1.1_low_noise.safetensors"): tiny.lora("low", "comfy", seed=1),
+        ("loras", "wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors"): tiny.lora("high", "lightx2v", alpha_dtype="F64"),
+        ("loras", "wan2.2_t2v_lightx2v_4steps_lora_v1.1_low_noise.safetensors"): tiny.lora("low", "lightx2v", seed=1, alpha_dtype="I64"),
     }
     for (kind, name), source in placed.items():
         target = comfy.model_dir(kind) / name
