@@ -248,6 +248,40 @@ def write_vae_file(path: Path, model, version: str, fmt: str = "fp16") -> Path:
     return save(path, tensors, metadata)
 
 
+def write_full_width_vae22(path: Path, seed: int = 0) -> Path:
+    """The Wan2.2 VAE at its real widths (base 160, decoder 256, z 48; 705M parameters, F16, 1,409,400,960
+    bytes as the real `wan2.2_vae.safetensors`) with random weights: ComfyUI builds this VAE only at its real
+    width. Built on the meta device and filled from one shared pool of normal numbers (slices at varied
+    offsets, scaled by 1/sqrt(fan_in); norm gammas near 1), which takes seconds instead of the ~25 s of
+    drawing 705M numbers on 2 cores."""
+    import math
+
+    import torch
+    from diffusers import AutoencoderKLWan
+
+    from wanlean.video.loaders.comfy_files.build import empty_weights
+    from wanlean.video.loaders.comfy_files.detect import shipped_config
+
+    with empty_weights():
+        model = AutoencoderKLWan.from_config(shipped_config("vae2.2"))
+    names = original_vae_names(model, "2.2")
+    generator = torch.Generator().manual_seed(seed)
+    largest = max(p.numel() for p in model.parameters())
+    pool = torch.randn(largest + (1 << 20), generator=generator).to(torch.float16)
+    offsets = torch.randint(0, 1 << 20, (len(names),), generator=generator).tolist()
+    tensors = {}
+    for (name, param), offset in zip(model.named_parameters(), offsets):
+        values = pool[offset: offset + param.numel()].reshape(param.shape)
+        if name.endswith("gamma"):
+            values = 1 + 0.1 * values
+        elif param.dim() > 1:
+            values = values * (1 / math.sqrt(param[0].numel()))
+        else:
+            values = 0.02 * values
+        tensors[names[name]] = values.contiguous()
+    return save(path, tensors)
+
+
 def write_umt5_file(path: Path, encoder, spiece_bytes: bytes | None, fmt: str = "fp16", prefix: str = "") -> Path:
     """A ComfyUI umT5 text-encoder file: Hugging Face T5 names, no tied `encoder.embed_tokens.weight`, and the
     sentencepiece model as the uint8 tensor `spiece_model`."""
@@ -426,6 +460,10 @@ class TinySet:
         model = self.vae21 if version == "2.1" else self.vae22
         name = f"wan{version}_vae_{fmt}.safetensors"
         return self._once(("v", version, fmt), name, lambda: write_vae_file(self.root / name, model, version, fmt))
+
+    def vae22_full_width(self) -> str:
+        name = "wan2.2_vae_full_width.safetensors"
+        return self._once(("v", "2.2", "full width"), name, lambda: write_full_width_vae22(self.root / name))
 
     def umt5(self, fmt: str = "fp16", with_tokenizer: bool = True) -> str:
         name = f"umt5_tiny_{fmt}{'' if with_tokenizer else '_notok'}.safetensors"
