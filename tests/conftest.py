@@ -49,18 +49,3 @@ def spiece_bytes():
 
     return train_spiece()
 
-
-SLOW_REASON = (
-    "slow (a full-width Wan2.2 VAE: ~95 s on 2 busy CPU cores, over the suite's 60 s budget for one test); "
-    "run it with -m slow or WANLEAN_SLOW=1 (.ci/run sets it)"
-)
-
-
-def pytest_collection_modifyitems(config, items):
-    """Tests marked `slow` run when asked for (`-m slow`, or WANLEAN_SLOW=1 as .ci/run sets); otherwise they are
-    skipped with the reason, so the end-of-run list says what did not run."""
-    if os.environ.get("WANLEAN_SLOW") == "1" or "slow" in (config.option.markexpr or ""):
-        return
-    for item in items:
-        if item.get_closest_marker("slow") is not None:
-            item.add_marker(pytest.mark.skip(reason=SLOW_REASON))

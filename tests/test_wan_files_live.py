@@ -254,4 +254,6 @@ def test_full_width_wan22_vae_decodes_like_comfyuis_native_vae_nodes(comfy, file
     native, ours = frames("82"), frames("83")
     assert native.shape == ours.shape == (TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, 3)
     assert ours.std() > 1.0, "the frames are flat: the comparison would prove nothing"
-    assert np.abs(native - ours).max() <= 3, np.abs(native - ours).max()
+    # both decode in fp32 on the CPU (about 4e-6 apart before rounding): one 8-bit level at a rounding edge at most.
+    # Decoding ours in bf16 instead gives 4 levels here.
+    assert np.abs(native - ours).max() <= 1, np.abs(native - ours).max()
