@@ -48,4 +48,3 @@ def spiece_bytes():
     from wltest.tiny import train_spiece
 
     return train_spiece()
-
