@@ -101,7 +101,7 @@ def test_fp8_files_load_within_fp8_error_and_never_raw(tiny, fmt):
             raw_error = (stored.to(torch.float32) - original).abs().max()
             assert raw_error > 50 * error.max(), f"{name}: loaded the raw fp8 values"
         checked += 1
-    assert checked == 2 * 10 + 4  # 2 blocks × (8 attention + 2 ffn) + text/time embeddings
+    assert checked == 2 * 10 + 6  # 2 blocks × (8 attention + 2 ffn) + text/time embeddings, time_projection.1, head.head
 
 
 def test_scaled_fp8_output_close_to_full_precision_and_far_from_raw(tiny):

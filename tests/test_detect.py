@@ -81,7 +81,7 @@ def test_classify_names_what_a_file_is(tiny):
 
 # --- wrong files, each with its message -------------------------------------------------------------------
 def test_vae_chosen_as_diffusion_model(tiny):
-    with pytest.raises(WanLeanError, match=r"high_noise_model: 'wan2.1_vae_fp32.safetensors' is a Wan VAE, not a Wan2.2 diffusion model\. Choose it in vae\."):
+    with pytest.raises(WanLeanError, match=r"high_noise_model: 'wan2.1_vae_fp16.safetensors' is a Wan VAE, not a Wan2.2 diffusion model\. Choose it in vae\."):
         inspect_diffusion_model(tiny.vae("2.1"), "high_noise_model")
 
 

@@ -8,7 +8,7 @@ import torch
 from wanlean.video.loaders.comfy_files.load import load_comfy_files
 from wanlean.video.loaders.comfy_files.lora import LoRALinear, apply_loras, read_lora
 from wanlean.errors import WanLeanError
-from wltest.comfy_formats import lora_factors, tiny_set, tiny_transformer, write_lora_file
+from wltest.comfy_formats import lora_factors, original_transformer_names, tiny_set, tiny_transformer, write_lora_file
 
 
 @pytest.fixture(scope="module")
@@ -91,13 +91,14 @@ def test_alpha_and_diff_b_are_honoured(tmp_path, tiny, session):
     half = write_lora_file(tmp_path / "alpha.safetensors", tiny.high, "comfy", rank=4, alpha=2.0)
     full = tiny.lora("high")
     layer = "blocks.0.self_attn.q"
-    half_layers, full_layers = read_lora(str(half)), read_lora(full)
+    half_layers, full_layers = read_lora(str(half)).layers, read_lora(full).layers
     target = "blocks.0.attn1.to_q"
     half_delta = half_layers[target][1] @ half_layers[target][0]
     full_delta = full_layers[target][1] @ full_layers[target][0]
     assert torch.allclose(half_delta * 2, full_delta, atol=1e-7)  # alpha / rank folded in
     with_bias = read_lora(str(write_lora_file(tmp_path / "bias.safetensors", tiny.high, "comfy", bias_layer=layer)))
-    assert with_bias[target][2] is not None and with_bias[target][2].shape == (256,)
+    (parameter, key, delta), = with_bias.deltas  # diff_b is a delta on the bias, read here, not by diffusers
+    assert (parameter, key, tuple(delta.shape)) == (f"{target}.bias", f"diffusion_model.{layer}.diff_b", (256,))
 
 
 def test_tiny_lora_files_are_cached_by_every_parameter(tiny):
@@ -106,7 +107,7 @@ def test_tiny_lora_files_are_cached_by_every_parameter(tiny):
     plain, halved = tiny.lora("high"), tiny.lora("high", alpha=2.0)
     assert plain != halved and tiny.lora("high") == plain and tiny.lora("high", alpha=2.0) == halved
     target = "blocks.0.attn1.to_q"
-    (plain_down, plain_up, _), (half_down, half_up, _) = read_lora(plain)[target], read_lora(halved)[target]
+    (plain_down, plain_up, _), (half_down, half_up, _) = read_lora(plain).layers[target], read_lora(halved).layers[target]
     assert torch.allclose((half_up @ half_down) * 2, plain_up @ plain_down, atol=1e-7)
     with pytest.raises(ValueError, match="already holds"):
         tiny._once(("other",), "lora_high_comfy_0.safetensors", lambda: None)
@@ -135,8 +136,9 @@ def test_wrong_loras_refused(tmp_path, tiny, session):
     wide = write_lora_file(tmp_path / "lora_for_wider_model.safetensors", tiny_transformer(16, dim=384), "comfy")
     with pytest.raises(WanLeanError, match="does not fit 'blocks.0.attn1.to_q'.*LoRA for another model size"):
         apply_loras(session, (str(wide), 1.0), None)
-    deep = write_lora_file(tmp_path / "lora_3_blocks.safetensors", tiny_transformer(16, seed=0, num_layers=3), "comfy")
-    with pytest.raises(WanLeanError, match="targets a layer this model does not have .*blocks.2"):
+    deep = write_lora_file(tmp_path / "lora_6_blocks.safetensors", tiny_transformer(16, seed=0, num_layers=6), "comfy")
+    with pytest.raises(WanLeanError, match="'lora_6_blocks.safetensors' does not match this model: only 20 of the 60 "
+                                           "layers and tensors .*diffusion_model.blocks.2.self_attn.q.*LoRA for another model"):
         apply_loras(session, (str(deep), 1.0), None)
     with pytest.raises(WanLeanError, match="is a Wan VAE, not a LoRA"):
         apply_loras(session, (tiny.vae("2.1"), 1.0), None)
@@ -181,3 +183,125 @@ def test_lora_on_a_diffusers_folder_session_with_hooks_attached(tiny):
     again = generate(folder, request)
     assert not torch.allclose(changed.frames, plain.frames)
     assert torch.equal(again.frames, plain.frames)
+
+
+def test_keys_matching_nothing_are_applied_around_and_named(tmp_path, tiny, session, caplog):
+    """A LoRA with one block more than the model: the rest applies, and every key of the extra block is named
+    in the session's notes, the sampler's report and the log (a third of the file: not refused)."""
+    import logging
+
+    from wanlean.video.sampler import VideoRequest, generate
+    from wltest.tiny_wan import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH
+
+    deep = write_lora_file(tmp_path / "lora_3_blocks.safetensors", tiny_transformer(16, seed=0, num_layers=3), "comfy")
+    with caplog.at_level(logging.WARNING, logger="wanlean"):
+        with_lora = apply_loras(session, (str(deep), 1.0), None)
+    missed = with_lora.extras["loras"][0]["not_applied"]
+    expected = {f"diffusion_model.blocks.2.{layer}.{part}" for layer in ("self_attn.q", "self_attn.k", "self_attn.v", "self_attn.o",
+                "cross_attn.q", "cross_attn.k", "cross_attn.v", "cross_attn.o", "ffn.0", "ffn.2")
+                for part in ("lora_down.weight", "lora_up.weight", "alpha")}
+    assert set(missed) == expected and len(missed) == 30
+    assert not torch.allclose(predict(with_lora.transformer), predict(session.transformer))
+    assert "30 key(s) not applied" in caplog.text and all(key in caplog.text for key in expected)
+    request = VideoRequest(prompt="a red fox", negative="", width=TINY_WIDTH, height=TINY_HEIGHT, frames=TINY_FRAMES,
+                           steps=1, cfg_high=1.0, cfg_low=1.0, shift=12.0, seed=3)
+    report = generate(with_lora, request).report
+    assert "note: LoRA lora_3_blocks.safetensors (high-noise expert): 30 key(s) not applied: " in report
+    assert all(key in report for key in expected)
+
+
+# --- every delta a file carries, against the same LoRA merged by hand --------------------------------------
+def merged_by_hand(expert, model, lora_path, strength):
+    """`expert` (a loaded session's) with the LoRA file merged into its weights here, from the file's tensors in
+    original Wan names: weight + up·down·(alpha/rank)·strength, weight + diff·strength, bias + diff_b·strength,
+    modulation + diff_m·strength. Names go through this test's own inverse map (checked against diffusers'
+    converter), not the loader's."""
+    import copy
+
+    from safetensors.torch import load_file
+
+    diffusers_name = {original: name for name, original in original_transformer_names(model).items()}
+    tensors = {key[len("diffusion_model."):]: value.to(torch.float64) for key, value in load_file(lora_path).items()}
+    state = {name: value.to(torch.float64) for name, value in expert.state_dict().items()}
+    touched = set()
+    for key, value in tensors.items():
+        if key.endswith(".lora_down.weight"):
+            layer = key[: -len(".lora_down.weight")]
+            up, alpha = tensors[f"{layer}.lora_up.weight"], tensors.get(f"{layer}.alpha")
+            scale = 1.0 if alpha is None else float(alpha) / value.shape[0]
+            target, delta = f"{layer}.weight", up @ value * scale
+        elif key.endswith(".diff"):
+            target, delta = key[: -len(".diff")] + ".weight", value
+        elif key.endswith(".diff_b"):
+            target, delta = key[: -len(".diff_b")] + ".bias", value
+        elif key.endswith(".diff_m"):
+            target, delta = key[: -len(".diff_m")] + ".modulation", value
+        else:
+            continue
+        state[diffusers_name[target]] += strength * delta
+        touched.add(target)
+    merged = copy.deepcopy(expert)
+    merged.load_state_dict({name: value.to(torch.float32) for name, value in state.items()})
+    return merged, touched
+
+
+EXTRACTED_CASES = [
+    ("extracted", {}, {}),
+    ("extracted", {"head_diff_b": False}, {"head_diff_b": False}),  # diffusers' converter fails on this file
+    ("lightx2v", {"alpha_dtype": "F64"}, {"alpha_dtype": "I64"}),
+]
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.5])
+@pytest.mark.parametrize("layout, high_options, low_options", EXTRACTED_CASES, ids=["extracted", "extracted_without_head_diff_b", "lightx2v"])
+def test_every_delta_applies_like_the_lora_merged_by_hand(tiny, session, layout, high_options, low_options, strength):
+    import dataclasses
+
+    from wanlean.video.sampler import VideoRequest, generate
+    from wltest.tiny_wan import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH
+
+    high, low = tiny.lora("high", layout, **high_options), tiny.lora("low", layout, seed=1, **low_options)
+    merged_high, touched = merged_by_hand(session.transformer, tiny.high, high, strength)
+    merged_low, _ = merged_by_hand(session.transformer_2, tiny.low, low, strength)
+    if layout == "extracted":  # the file reaches every kind of tensor: norms, head, patch embedding, biases, modulation
+        assert {"blocks.0.norm3.weight", "blocks.1.self_attn.norm_k.weight", "head.head.weight", "patch_embedding.weight",
+                "patch_embedding.bias", "blocks.0.cross_attn.k.weight", "blocks.1.modulation", "head.modulation",
+                "time_projection.1.bias"} <= touched
+        assert ("head.head.bias" in touched) == high_options.get("head_diff_b", True)
+    by_hand = dataclasses.replace(session, transformer=merged_high, transformer_2=merged_low)
+    request = VideoRequest(prompt="a red fox runs through deep snow", negative="blurry", width=TINY_WIDTH, height=TINY_HEIGHT,
+                           frames=TINY_FRAMES, steps=2, cfg_high=3.0, cfg_low=2.0, shift=12.0, seed=5)
+    expected = generate(by_hand, request).latents
+    plain = generate(session, request).latents
+    got = generate(apply_loras(session, (high, strength), (low, strength)), request).latents
+    tolerance = 2**-11 * expected.abs().max()  # fp16 rounding: the LoRA is computed beside the weights, not merged
+    assert (expected - plain).abs().max() > 20 * tolerance  # the LoRA moves the result far more than that
+    torch.testing.assert_close(got, expected, rtol=0, atol=float(tolerance))
+
+
+def test_extracted_lora_on_an_fp8_stored_expert_computes_like_the_dequantized_one(tiny):
+    """Weight deltas on Linears are computed beside the layer: an fp8-stored expert stays fp8 and gives what the
+    same expert dequantized on load gives."""
+    files = (tiny.transformer("high", "fp8_scaled"), tiny.transformer("low", "fp8_scaled"), tiny.umt5(), tiny.vae("2.1"))
+    as_file = load_comfy_files(*files, dtype="fp32", device="cpu")
+    stored = load_comfy_files(*files, dtype="fp32", device="cpu", weight_storage="fp8")
+    lora = tiny.lora("low", "extracted", seed=1)
+    a = apply_loras(as_file, None, (lora, 1.0)).transformer_2
+    b = apply_loras(stored, None, (lora, 1.0)).transformer_2
+    assert type(b.blocks[0].attn2.to_k.base).__name__ == "Fp8Linear" and b.blocks[0].attn2.to_k.weight.dtype == torch.float8_e4m3fn
+    assert b.blocks[0].attn2.to_k.base.weight is stored.transformer_2.blocks[0].attn2.to_k.weight  # shared, not copied
+    torch.testing.assert_close(predict(b), predict(a), rtol=0, atol=1e-5)
+    assert not torch.allclose(predict(b), predict(stored.transformer_2), atol=1e-3)
+
+
+def test_deltas_never_reach_the_input_session(tiny, session):
+    """Merged deltas (norms, biases, modulation, patch embedding) get new tensors in the new tree only."""
+    before = {name: value.clone() for name, value in session.transformer.state_dict().items()}
+    out_before = predict(session.transformer)
+    with_lora = apply_loras(session, (tiny.lora("high", "extracted", head_diff_b=False), 1.0), None)
+    predict(with_lora.transformer)
+    assert all(torch.equal(value, before[name]) for name, value in session.transformer.state_dict().items())
+    assert torch.equal(predict(session.transformer), out_before)
+    assert with_lora.transformer.blocks[0].norm2.weight is not session.transformer.blocks[0].norm2.weight
+    assert with_lora.transformer.blocks[0].attn1.norm_q.weight is not session.transformer.blocks[0].attn1.norm_q.weight
+    assert with_lora.extras["loras"][0]["not_applied"] == []

@@ -97,3 +97,22 @@ def test_unknown_comfy_quant_format_and_orphan_scale_are_refused(tmp_path):
     orphan = save(tmp_path / "orphan.safetensors", {"blocks.0.q.scale_weight": torch.tensor(1.0)})
     with pytest.raises(WanLeanError, match="scale 'blocks.0.q.scale_weight' without its weight"):
         plan_quantization(read_header(orphan), "", "high_noise_model")
+
+
+@pytest.mark.parametrize("metadata, message", [
+    ({"format_version": "1.0", "layers": {"blocks.0.q": "float8_e4m3fn"}},
+     r"'_quantization_metadata' whose entry for layer 'blocks.0.q' is \"float8_e4m3fn\" \(str\), not an object with a 'format'"),
+    ({"layers": ["blocks.0.q"]}, r"'_quantization_metadata' whose 'layers' is list, not an object"),
+    ("{not json", r"'_quantization_metadata' that is not valid JSON"),
+])
+def test_quantization_metadata_of_another_shape_is_named(tmp_path, metadata, message):
+    """A header the file's own tool wrote in another shape is named as such, not as a broken download."""
+    import json
+
+    text = metadata if isinstance(metadata, str) else json.dumps(metadata)
+    path = save(tmp_path / "odd_metadata.safetensors", {"blocks.0.q.weight": torch.zeros(4, 4).to(torch.float8_e4m3fn)},
+                {"_quantization_metadata": text})
+    with pytest.raises(WanLeanError, match=message) as caught:
+        plan_quantization(read_header(path), "", "high_noise_model")
+    assert "download" not in str(caught.value)
+    assert "odd_metadata.safetensors" in str(caught.value) and 'expected {"layers"' in str(caught.value)

@@ -1,7 +1,8 @@
 """ComfyUI's own files, in a real headless ComfyUI (skipped without COMFYUI_PATH).
 
-Tiny files in the real formats are put in the test ComfyUI's model folders under the real file names
-(wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors, ...), and the example workflows users get run on them:
+Tiny files in the real formats and layouts (tests/test_fixture_layouts.py) are put in the test ComfyUI's model
+folders under the real file names (wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors, ...), and the example
+workflows users get run on them:
 WanLeanLoadComfyFiles (→ WanLeanLoRA) → WanLeanSampler → CreateVideo → SaveVideo.
 """
 
@@ -25,14 +26,14 @@ def files_in_comfy(comfy):
     """The tiny files under the names ComfyUI users have."""
     tiny = tiny_set()
     placed = {
-        ("diffusion_models", "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors"): tiny.transformer("high", "fp8_scaled", "model.diffusion_model."),
+        ("diffusion_models", "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors"): tiny.transformer("high", "fp8_scaled"),
         ("diffusion_models", "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors"): tiny.transformer("low", "fp8_scaled"),
         ("diffusion_models", "wan2.2_ti2v_5B_fp16.safetensors"): tiny.transformer("ti2v", "fp16"),
         ("text_encoders", "umt5_xxl_fp8_e4m3fn_scaled.safetensors"): tiny.umt5("fp8_scaled"),
         ("vae", "wan_2.1_vae.safetensors"): tiny.vae("2.1"),
         ("vae", "wan2.2_vae.safetensors"): tiny.vae("2.2"),
-        ("loras", "wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors"): tiny.lora("high", "comfy", alpha=2.0),
-        ("loras", "wan2.2_t2v_lightx2v_4steps_lora_v1.1_low_noise.safetensors"): tiny.lora("low", "comfy", seed=1),
+        ("loras", "wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors"): tiny.lora("high", "lightx2v", alpha_dtype="F64"),
+        ("loras", "wan2.2_t2v_lightx2v_4steps_lora_v1.1_low_noise.safetensors"): tiny.lora("low", "lightx2v", seed=1, alpha_dtype="I64"),
     }
     for (kind, name), source in placed.items():
         target = comfy.model_dir(kind) / name
@@ -231,3 +232,39 @@ def test_a_vae_chosen_as_diffusion_model_is_named(comfy, files_in_comfy):
     node_of(api, "WanLeanLoadComfyFiles")[1]["inputs"]["high_noise_model"] = link.name
     entry = comfy.run(api, timeout=120, expect="error")
     assert "is a Wan VAE, not a Wan2.2 diffusion model. Choose it in vae." in comfy.error_message(entry)
+
+
+@pytest.mark.slow
+def test_full_width_wan22_vae_decodes_like_comfyuis_native_vae_nodes(comfy, files_in_comfy):
+    """ComfyUI builds the Wan2.2 VAE only at its real width, so the tiny one cannot reach core VAEDecode. A
+    full-width one (random weights, the real file's 196 F16 tensors) decodes the TI2V sampler's LATENT through
+    core VAELoader + VAEDecode and inside the sampler; both frame sets are saved as 8-bit PNGs by core
+    SaveImage. Kept small in time: 5 frames at 32×32 (2 latent frames, 2×2 latent pixels)."""
+    import numpy as np
+    from PIL import Image
+
+    target = comfy.model_dir("vae") / "wan2.2_vae_full_width.safetensors"
+    if not target.exists():
+        os.symlink(tiny_set().vae22_full_width(), target)
+    import time
+
+    time.sleep(1.1)  # ComfyUI caches folder listings by mtime
+    api = example_api(comfy, "wan22_ti2v_5b.json", steps=1)
+    node_of(api, "WanLeanLoadComfyFiles")[1]["inputs"]["vae"] = target.name
+    sampler_id, _ = node_of(api, "WanLeanSampler")
+    api["80"] = {"class_type": "VAELoader", "inputs": {"vae_name": target.name}}
+    api["81"] = {"class_type": "VAEDecode", "inputs": {"samples": [sampler_id, 2], "vae": ["80", 0]}}
+    api["82"] = {"class_type": "SaveImage", "inputs": {"images": ["81", 0], "filename_prefix": "native_vae22_decode"}}
+    api["83"] = {"class_type": "SaveImage", "inputs": {"images": [sampler_id, 0], "filename_prefix": "wanlean_vae22_frames"}}
+    entry = comfy.run(api, timeout=600)
+
+    def frames(node_id):
+        saved = comfy.ui_of(entry, node_id)["images"]
+        return np.stack([np.asarray(Image.open(comfy.output / s["subfolder"] / s["filename"]), dtype=np.int16) for s in saved])
+
+    native, ours = frames("82"), frames("83")
+    assert native.shape == ours.shape == (TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, 3)
+    assert ours.std() > 1.0, "the frames are flat: the comparison would prove nothing"
+    # both decode in fp32 on the CPU (about 4e-6 apart before rounding): one 8-bit level at a rounding edge at most.
+    # Decoding ours in bf16 instead gives 4 levels here.
+    assert np.abs(native - ours).max() <= 1, np.abs(native - ours).max()

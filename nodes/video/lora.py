@@ -17,7 +17,9 @@ class WanLeanLoRA:
     OUTPUT_TOOLTIPS = ("A new pipe with the LoRAs applied; the input pipe is unchanged, so other branches using it see no LoRA.",)
     DESCRIPTION = (
         "Adds a LoRA to the high-noise expert and/or the low-noise expert. ComfyUI/lightx2v, kohya/musubi and "
-        "diffusers key layouts. The base weights are shared, not copied. For the lightx2v 4-step pair use "
+        "diffusers key layouts, and the full deltas of extracted LoRAs (.diff, .diff_b, .diff_m). Keys that match "
+        "nothing in the model are named in the sampler's report. The base weights are shared, not copied. For the "
+        "lightx2v 4-step pair use "
         "strength 1.0 on both, then sample with 4 steps, cfg 1 and shift 5."
     )
 

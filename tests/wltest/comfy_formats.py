@@ -5,7 +5,14 @@ inverse by running the forward converter on it: a writer that produced a wrong n
 a test that loads it. Formats: fp32/fp16/bf16, plain fp8, `scaled_fp8` with real per-layer scales (the
 `scale_weight` and `weight_scale` spellings, with `scale_input`), per-layer `comfy_quant` (tensors or
 header metadata), NVFP4 (only to be refused), and LoRAs in ComfyUI/lightx2v, kohya/musubi and diffusers
-layouts.
+layouts, the Wan2.2 lightx2v layout and the extracted layout (`.diff`, `.diff_b`, `.diff_m`).
+
+The files ComfyUI users have are written in their exact layouts (FACTS.md, "The real files, header by
+header"; asserted in tests/test_fixture_layouts.py): fp8_scaled experts quantize every Linear, `head.head`
+and `time_projection.1` included, each with `scale_weight` and `scale_input`, the rest F16; the fp8_scaled
+umT5 has `scale_weight` and no `scale_input`; both VAEs are F16; the lightx2v LoRA has F32 factors and an
+8-byte `alpha` with alpha / rank = 1/8. The tiny models' weights are rounded to fp16 values when built, so
+an F16 file holds exactly the in-memory model and exact comparisons stay exact.
 
 The tiny transformers are 256 wide (two 128-wide heads, as every Wan model) with 2 layers; the VAEs use
 the real level layout (`dim_mult=[1, 2, 4, 4]`, `num_res_blocks=2`) with few channels, and the real
@@ -23,6 +30,7 @@ from .tiny_wan import TEXT_DIM
 TINY_DIM = 256
 QUANTIZABLE_TRANSFORMER = re.compile(
     r"^blocks\.\d+\.(self_attn|cross_attn)\.[qkvo]\.weight$|^blocks\.\d+\.ffn\.[02]\.weight$|^(text|time)_embedding\.[02]\.weight$"
+    r"|^time_projection\.1\.weight$|^head\.head\.weight$"
 )
 QUANTIZABLE_UMT5 = re.compile(r"^encoder\.block\.\d+\.layer\.\d+\.(SelfAttention\.[qkvo]|DenseReluDense\.(wi_0|wi_1|wo))\.weight$")
 FORMATS = (
@@ -168,15 +176,17 @@ def original_vae_names(model, version: str) -> dict[str, str]:
 
 
 # --- formats ---------------------------------------------------------------------------------------------
-def encode_format(tensors: dict, fmt: str, quantizable: re.Pattern) -> tuple[dict, dict]:
-    """(tensors, header metadata) of `tensors` (original names, float) written as `fmt`."""
+def encode_format(tensors: dict, fmt: str, quantizable: re.Pattern, input_scales: bool = True) -> tuple[dict, dict]:
+    """(tensors, header metadata) of `tensors` (original names, float) written as `fmt`. In the fp8 formats the
+    tensors that are not quantized are F16, as in the real files; `input_scales` False writes no
+    `scale_input` (the real umT5 file has none)."""
     import torch
 
     from wanlean.video.loaders.comfy_files.quant import quantize_fp8
 
     metadata: dict = {}
     out: dict = {}
-    float_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(fmt, torch.float32)
+    float_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}.get(fmt, torch.float16)
     layers = {}
     first = True
     for name, value in tensors.items():
@@ -197,7 +207,7 @@ def encode_format(tensors: dict, fmt: str, quantizable: re.Pattern) -> tuple[dic
             out[name] = weight
             if fmt == "fp8_scaled":
                 out[f"{layer}.scale_weight"] = scale
-                if first:  # some files carry an input scale too; it must not change the weight
+                if input_scales:  # the real experts carry one on every fp8 layer; it must not change the weight
                     out[f"{layer}.scale_input"] = torch.tensor(1.0)
             else:
                 out[f"{layer}.weight_scale"] = scale
@@ -232,10 +242,44 @@ def write_transformer_file(path: Path, model, fmt: str = "fp16", prefix: str = "
     return save(path, {prefix + key: value for key, value in tensors.items()}, metadata)
 
 
-def write_vae_file(path: Path, model, version: str, fmt: str = "fp32") -> Path:
+def write_vae_file(path: Path, model, version: str, fmt: str = "fp16") -> Path:
     names = original_vae_names(model, version)
     tensors, metadata = encode_format({names[k]: v for k, v in model.state_dict().items()}, fmt, re.compile("^$"))
     return save(path, tensors, metadata)
+
+
+def write_full_width_vae22(path: Path, seed: int = 0) -> Path:
+    """The Wan2.2 VAE at its real widths (base 160, decoder 256, z 48; 705M parameters, F16, 1,409,400,960
+    bytes as the real `wan2.2_vae.safetensors`) with random weights: ComfyUI builds this VAE only at its real
+    width. Built on the meta device and filled from one shared pool of normal numbers (slices at varied
+    offsets, scaled by 1/sqrt(fan_in); norm gammas near 1), which takes seconds instead of the ~25 s of
+    drawing 705M numbers on 2 cores."""
+    import math
+
+    import torch
+    from diffusers import AutoencoderKLWan
+
+    from wanlean.video.loaders.comfy_files.build import empty_weights
+    from wanlean.video.loaders.comfy_files.detect import shipped_config
+
+    with empty_weights():
+        model = AutoencoderKLWan.from_config(shipped_config("vae2.2"))
+    names = original_vae_names(model, "2.2")
+    generator = torch.Generator().manual_seed(seed)
+    largest = max(p.numel() for p in model.parameters())
+    pool = torch.randn(largest + (1 << 20), generator=generator).to(torch.float16)
+    offsets = torch.randint(0, 1 << 20, (len(names),), generator=generator).tolist()
+    tensors = {}
+    for (name, param), offset in zip(model.named_parameters(), offsets):
+        values = pool[offset: offset + param.numel()].reshape(param.shape)
+        if name.endswith("gamma"):
+            values = 1 + 0.1 * values
+        elif param.dim() > 1:
+            values = values * (1 / math.sqrt(param[0].numel()))
+        else:
+            values = 0.02 * values
+        tensors[names[name]] = values.contiguous()
+    return save(path, tensors)
 
 
 def write_umt5_file(path: Path, encoder, spiece_bytes: bytes | None, fmt: str = "fp16", prefix: str = "") -> Path:
@@ -244,7 +288,7 @@ def write_umt5_file(path: Path, encoder, spiece_bytes: bytes | None, fmt: str = 
     import torch
 
     state = {k: v for k, v in encoder.state_dict().items() if k != "encoder.embed_tokens.weight"}
-    tensors, metadata = encode_format(state, fmt, QUANTIZABLE_UMT5)
+    tensors, metadata = encode_format(state, fmt, QUANTIZABLE_UMT5, input_scales=False)
     tensors = {prefix + key: value for key, value in tensors.items()}
     if spiece_bytes is not None:
         tensors["spiece_model"] = torch.frombuffer(bytearray(spiece_bytes), dtype=torch.uint8).clone()
@@ -273,14 +317,70 @@ def lora_factors(model, rank: int = 4, seed: int = 0, scale: float = 0.05) -> di
     return factors
 
 
-def write_lora_file(path: Path, model, layout: str = "comfy", rank: int = 4, seed: int = 0, alpha: float | None = None,
-                    bias_layer: str | None = None) -> Path:
-    """A LoRA for `model` in `layout`: "comfy" (ComfyUI/lightx2v: `diffusion_model.<wan name>.lora_down/lora_up`
-    + `alpha` + optional `diff_b`), "kohya" (musubi: `lora_unet_<wan_name_with_underscores>`), or "diffusers"
-    (`transformer.<diffusers name>.lora_A/lora_B`, alpha folded in). The same `seed` gives the same LoRA in
-    every layout."""
+LIGHTX2V_RANK = 64  # the real Wan2.2 lightx2v pair: rank 64, alpha 8 (alpha / rank = 1/8)
+
+
+def lightx2v_lora_tensors(model, seed: int = 0, alpha_dtype: str = "F64") -> dict:
+    """The Wan2.2 lightx2v 4-step LoRA layout: `diffusion_model.blocks.N.<q/k/v/o/ffn.0/ffn.2>.lora_down/lora_up`
+    F32 at rank 64 and an 8-byte scalar `.alpha` (F64, or I64 in `alpha_dtype` "I64") with alpha / rank = 1/8."""
     import torch
 
+    alpha = torch.tensor(LIGHTX2V_RANK // 8, dtype=torch.float64 if alpha_dtype == "F64" else torch.int64)
+    tensors = {}
+    for layer, (down, up) in lora_factors(model, LIGHTX2V_RANK, seed, scale=0.12).items():
+        tensors[f"diffusion_model.{layer}.lora_down.weight"] = down.to(torch.float32)
+        tensors[f"diffusion_model.{layer}.lora_up.weight"] = up.to(torch.float32)
+        tensors[f"diffusion_model.{layer}.alpha"] = alpha.clone()
+    return tensors
+
+
+def extracted_lora_tensors(model, seed: int = 0, rank: int = 4, head_diff_b: bool = True) -> dict:
+    """An extracted LoRA (LightX2V's extractor, as the Wan2.1 lightx2v distill LoRAs): `lora_down`/`lora_up`
+    without alpha for the blocks' big Linears; `.diff` for every other weight (norms, `head.head`,
+    `patch_embedding`, the embeddings, `time_projection.1`) and for one block Linear ("any layer"); `.diff_b`
+    for every bias; `.diff_m` for each block's and the head's modulation (`blocks.N.modulation` →
+    `blocks.N.diff_m`). `head_diff_b` False leaves out `head.head.diff_b` (a file diffusers fails on)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed + 100)
+    factors = lora_factors(model, rank, seed)
+    tensors = {}
+    for layer, (down, up) in factors.items():
+        if layer == "blocks.0.cross_attn.k":
+            continue  # this one comes as a full `.diff` below
+        tensors[f"diffusion_model.{layer}.lora_down.weight"] = down
+        tensors[f"diffusion_model.{layer}.lora_up.weight"] = up
+    names = original_transformer_names(model)
+    for key, value in model.state_dict().items():
+        original = names[key]
+        if original.endswith(".weight") and (original[: -len(".weight")] not in factors or original.startswith("blocks.0.cross_attn.k.")):
+            delta_key = original[: -len(".weight")] + ".diff"
+        elif original.endswith(".bias"):
+            delta_key = original[: -len(".bias")] + ".diff_b"
+        elif original.endswith("modulation"):
+            delta_key = original[: -len(".modulation")] + ".diff_m"
+        else:
+            continue
+        if delta_key == "head.head.diff_b" and not head_diff_b:
+            continue
+        size = 0.2 if "norm" in delta_key else 0.05  # norm weights are near 1: a larger delta shows in the output
+        tensors[f"diffusion_model.{delta_key}"] = torch.randn(value.shape, generator=generator) * size
+    return tensors
+
+
+def write_lora_file(path: Path, model, layout: str = "comfy", rank: int = 4, seed: int = 0, alpha: float | None = None,
+                    bias_layer: str | None = None, **options) -> Path:
+    """A LoRA for `model` in `layout`: "comfy" (ComfyUI/lightx2v: `diffusion_model.<wan name>.lora_down/lora_up`
+    + `alpha` + optional `diff_b`), "kohya" (musubi: `lora_unet_<wan_name_with_underscores>`), "diffusers"
+    (`transformer.<diffusers name>.lora_A/lora_B`, alpha folded in), "lightx2v" (the real Wan2.2 lightx2v
+    layout, `lightx2v_lora_tensors`) or "extracted" (`extracted_lora_tensors`). The same `seed` gives the
+    same LoRA in the first three layouts."""
+    import torch
+
+    if layout == "lightx2v":
+        return save(path, lightx2v_lora_tensors(model, seed, **options))
+    if layout == "extracted":
+        return save(path, extracted_lora_tensors(model, seed, rank, **options))
     factors = lora_factors(model, rank, seed)
     alpha = float(rank) if alpha is None else float(alpha)
     tensors = {}
@@ -302,6 +402,18 @@ def write_lora_file(path: Path, model, layout: str = "comfy", rank: int = 4, see
 
 
 # --- one tiny set per test process ---------------------------------------------------------------------------
+def round_to_fp16(model):
+    """Every floating weight rounded to the nearest fp16 value, in place: an F16 file of the model then holds
+    it exactly (the real files store their full-precision tensors as F16)."""
+    import torch
+
+    with torch.no_grad():
+        for tensor in model.parameters():  # buffers (RoPE tables) are recomputed by every loader, never saved
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.to(torch.float16).to(tensor.dtype))
+    return model
+
+
 class TinySet:
     """Tiny models (A14B experts, TI2V-5B, both VAEs, umT5 with its tokenizer) built once per process, and
     their files written on first request into one temporary folder."""
@@ -323,6 +435,8 @@ class TinySet:
         self.vae21 = tiny_vae("2.1", seed=4)
         self.vae22 = tiny_vae("2.2", seed=5)
         self.text_encoder = tiny_text_encoder(self.vocab, seed=6)
+        for model in (self.high, self.low, self.ti2v, self.vae21, self.vae22, self.text_encoder):
+            round_to_fp16(model)
         self._written: dict = {}  # key (every parameter) -> path
         self._owners: dict = {}  # file name -> the key it was written for
 
@@ -342,10 +456,14 @@ class TinySet:
         name = name or f"wan_{which}_noise_{fmt}{'_prefixed' if prefix else ''}.safetensors"
         return self._once(("t", which, fmt, prefix, name), name, lambda: write_transformer_file(self.root / name, model, fmt, prefix))
 
-    def vae(self, version: str = "2.1", fmt: str = "fp32") -> str:
+    def vae(self, version: str = "2.1", fmt: str = "fp16") -> str:
         model = self.vae21 if version == "2.1" else self.vae22
         name = f"wan{version}_vae_{fmt}.safetensors"
         return self._once(("v", version, fmt), name, lambda: write_vae_file(self.root / name, model, version, fmt))
+
+    def vae22_full_width(self) -> str:
+        name = "wan2.2_vae_full_width.safetensors"
+        return self._once(("v", "2.2", "full width"), name, lambda: write_full_width_vae22(self.root / name))
 
     def umt5(self, fmt: str = "fp16", with_tokenizer: bool = True) -> str:
         name = f"umt5_tiny_{fmt}{'' if with_tokenizer else '_notok'}.safetensors"

@@ -412,6 +412,10 @@ def report(session: WanSession, settings: Settings, stats: RunStats) -> str:
     lines.append(f"text encoding: {_plural(stats.encoder_forwards, 'encoder forward')}, {stats.text_seconds * 1000:.1f} ms; "
                  f"decode {stats.decode_seconds:.2f} s" + (f"; weight moves {stats.move_seconds:.2f} s" if stats.move_seconds else ""))
     lines.extend(f"note: {note}" for note in settings.notes)
+    for lora in session.extras.get("loras", []):  # keys a LoRA carried that nothing in the model matched
+        if lora.get("not_applied"):
+            lines.append(f"note: LoRA {lora['file']} ({lora['expert']}-noise expert): {len(lora['not_applied'])} key(s) "
+                         f"not applied: {', '.join(lora['not_applied'])}")
     return "\n".join(lines)
 
 

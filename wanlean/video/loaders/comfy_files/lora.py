@@ -1,10 +1,21 @@
 """LoRAs for the Wan2.2 experts, applied without changing the session they come from.
 
-Key layouts (ComfyUI/lightx2v `diffusion_model.…lora_down/lora_up/alpha/diff_b`, kohya/musubi
-`lora_unet_…`, diffusers `transformer.…lora_A/lora_B`) are converted by diffusers' own
-`WanLoraLoaderMixin.lora_state_dict`, which folds `alpha / rank` into the factors. The layers are then
-wrapped in `LoRALinear`: output = base(x) + strength × (B(A(x)) + bias). The base weights are never
-merged or copied, so an fp8-stored expert stays fp8 and a 14B expert costs only the LoRA's own size.
+What a LoRA file can carry, and what happens to it (strength multiplies all of it):
+- low-rank factors (`lora_down`/`lora_up` + `alpha`, kohya/musubi `lora_unet_…`, diffusers `lora_A`/`lora_B`):
+  converted by diffusers' own `WanLoraLoaderMixin.lora_state_dict`, which folds `alpha / rank` into the
+  factors; each targeted Linear computes base(x) + strength × B(A(x)).
+- full deltas, as LoRAs made by extraction carry them (LightX2V's extractor, the Wan2.1 lightx2v distill
+  LoRAs): `<layer>.diff` is added to the layer's weight (norms, `head.head`, `patch_embedding`, any layer),
+  `<layer>.diff_b` to its bias and `blocks.N.diff_m` / `head.diff_m` to the modulation table. These are read
+  here, not by diffusers (whose converter drops norm deltas and leftovers, and fails on a `head.head.diff`
+  without `head.head.diff_b`). ComfyUI applies `.diff`/`.diff_b` but skips `.diff_m`; here all three apply.
+  A weight delta on a Linear is computed beside it (strength × x·diffᵀ), so an fp8-stored layer stays fp8;
+  a delta on anything else (norms, modulation, biases, the patch embedding) gives that tensor a new copy,
+  base + strength × delta, in the new module tree only.
+
+Keys that match nothing in the model (a layer it lacks, a DoRA scale, a layout that cannot be resolved) are
+not applied and are listed by name in the session's notes, the sampler's report and the log. A LoRA whose
+keys mostly match nothing is refused: it belongs to another model.
 
 Why a copy and not in place: ComfyUI caches each node's output and hands the same object to every branch
 of a graph. `apply_loras` returns a new `WanSession` whose experts are new module trees sharing every base
@@ -19,6 +30,7 @@ import copy
 import dataclasses
 import logging
 import os
+import re
 
 import torch
 
@@ -26,6 +38,9 @@ from ....errors import WanLeanError
 from .stream import TensorReader, open_model_file
 
 log = logging.getLogger("wanlean")
+
+DELTA_SUFFIXES = (".diff", ".diff_b", ".diff_m")
+_FACTOR_SUFFIX = re.compile(r"\.(lora_down|lora_up|lora_A|lora_B)\.(weight|bias)$|\.alpha$")
 
 
 class LoRAAdapter(torch.nn.Module):
@@ -46,6 +61,24 @@ class LoRAAdapter(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"rank={self.down.shape[0]}, strength={self.strength}, lora='{self.name}'"
+
+
+class DiffAdapter(torch.nn.Module):
+    """A full weight delta on one Linear: strength × (x @ diffᵀ). Kept beside the layer instead of merged,
+    so an fp8-stored weight stays fp8 and the base tensor stays shared."""
+
+    def __init__(self, diff, strength: float, name: str):
+        super().__init__()
+        self.register_buffer("diff", diff)
+        self.strength = float(strength)
+        self.name = name
+
+    def forward(self, x):
+        out = torch.nn.functional.linear(x.to(self.diff.dtype), self.diff)
+        return (out * self.strength).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"full delta {list(self.diff.shape)}, strength={self.strength}, lora='{self.name}'"
 
 
 class LoRALinear(torch.nn.Module):
@@ -75,24 +108,104 @@ class LoRALinear(torch.nn.Module):
         return out
 
 
-def read_lora(path: str, what: str = "lora") -> dict[str, tuple]:
-    """{layer name in the diffusers transformer: (down [r, in], up [out, r], bias [out] or None)}."""
+@dataclasses.dataclass
+class LoRAContents:
+    """What one LoRA file holds, in the diffusers transformer's names.
+
+    - `layers`: {Linear name: (down [r, in], up [out, r], bias [out] or None)}, alpha / rank folded in.
+    - `deltas`: [(parameter name, the file's key, delta)]: `.diff` → `<layer>.weight`, `.diff_b` →
+      `<layer>.bias`, `.diff_m` → the modulation table (`blocks.N.scale_shift_table`, `scale_shift_table`).
+    - `origins`: {Linear name: the file's keys it came from}, for naming what is not applied.
+    - `unreadable`: the file's keys that mean nothing here (DoRA scales, deltas in a layout not resolved).
+    """
+
+    layers: dict[str, tuple] = dataclasses.field(default_factory=dict)
+    deltas: list[tuple[str, str, torch.Tensor]] = dataclasses.field(default_factory=list)
+    origins: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    unreadable: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def targets(self) -> int:
+        return len(self.layers) + len(self.deltas) + len(self.unreadable)
+
+
+def _is_lora_key(key: str) -> bool:
+    return "lora" in key or key.endswith((".alpha",) + DELTA_SUFFIXES)
+
+
+def _delta_target(key: str) -> str | None:
+    """The diffusers parameter a `.diff` / `.diff_b` / `.diff_m` key adds to, or None when its layout is not
+    one of: original Wan names (bare or under `diffusion_model.`) or diffusers names (under `transformer.`)."""
+    from .keymaps import transformer_map
+
+    stem, _, suffix = key.rpartition(".")
+    if stem.startswith("transformer."):
+        stem = stem[len("transformer."):]
+        if suffix == "diff":
+            return f"{stem}.weight"
+        if suffix == "diff_b":
+            return f"{stem}.bias"
+        return stem if stem.endswith("scale_shift_table") else f"{stem}.scale_shift_table".lstrip(".")
+    if stem.startswith("diffusion_model."):
+        stem = stem[len("diffusion_model."):]
+    if stem.startswith("lora_unet_") or not stem:
+        return None
+    if suffix == "diff":
+        original = f"{stem}.weight"
+    elif suffix == "diff_b":
+        original = f"{stem}.bias"
+    else:  # LightX2V's extractor writes `<x>.modulation` as `<x>.diff_m`; accept `<x>.modulation.diff_m` too
+        original = stem if stem.endswith(".modulation") else f"{stem}.modulation"
+    return transformer_map([original], "wan", "lora")[original]
+
+
+def _factor_layer(key: str) -> str | None:
+    """The diffusers Linear a factor key of the ComfyUI or diffusers layout targets (for messages)."""
+    from .keymaps import transformer_map
+
+    stem = _FACTOR_SUFFIX.sub("", key)
+    if stem.startswith("transformer."):
+        return stem[len("transformer."):]
+    if stem.startswith("diffusion_model."):
+        original = stem[len("diffusion_model."):] + ".weight"
+        return transformer_map([original], "wan", "lora")[original][: -len(".weight")]
+    return None
+
+
+def read_lora(path: str, what: str = "lora") -> LoRAContents:
+    """Every tensor of a LoRA file, sorted into factors, deltas and keys that mean nothing here."""
     from diffusers.loaders.lora_pipeline import WanLoraLoaderMixin
 
     header = open_model_file(path, what)
     name = os.path.basename(path)
     with TensorReader(header, what) as reader:
         state = {key: reader.read(key) for key in header.tensors}
-    if not any(("lora" in key or key.endswith((".alpha", ".diff_b"))) for key in state):
+    if not any(_is_lora_key(key) for key in state):
         from .detect import classify
 
         raise WanLeanError(f"{what}: '{name}' is {classify(header).label}, not a LoRA.")
     state = {("diffusion_model." + key[len("model.diffusion_model."):] if key.startswith("model.diffusion_model.") else key): value for key, value in state.items()}
-    diffs = [key for key in state if key.endswith(".diff") and "norm" not in key and "head" not in key]
-    if diffs:
-        log.warning("[WanLean] %s: '%s' has %d full-weight '.diff' tensors, which are not applied (e.g. %s).", what, name, len(diffs), diffs[0])
+    contents = LoRAContents()
+    factors = {}
+    for key, value in state.items():
+        if key.endswith(DELTA_SUFFIXES):
+            target = _delta_target(key)
+            if target is None:
+                contents.unreadable.append(key)
+            else:
+                contents.deltas.append((target, key, value))
+        elif "dora_scale" in key:
+            contents.unreadable.append(key)  # DoRA is not supported; diffusers would drop it quietly
+        else:
+            factors[key] = value
+    if not factors:
+        return contents
+    for key in factors:
+        layer = _factor_layer(key)
+        if layer is not None:
+            contents.origins.setdefault(layer, []).append(key)
     try:
-        converted = WanLoraLoaderMixin.lora_state_dict(state)
+        converted = WanLoraLoaderMixin.lora_state_dict(factors)
     except (KeyError, ValueError, IndexError) as exc:
         raise WanLeanError(
             f"{what}: '{name}' is not a Wan LoRA in a layout diffusers can convert ({type(exc).__name__}: {exc}); "
@@ -107,16 +220,14 @@ def read_lora(path: str, what: str = "lora") -> dict[str, tuple]:
                 break
         else:
             raise WanLeanError(f"{what}: '{name}' has a tensor '{key}' that is not a LoRA factor; it is not a Wan LoRA.")
-    result = {}
     for layer, parts in layers.items():
         if "down" not in parts or "up" not in parts:
             if "bias" in parts and "down" not in parts and "up" not in parts:
-                continue  # a bias-only entry with no factors: nothing multiplies it
+                contents.deltas.append((f"{layer}.bias", f"{layer}.lora_B.bias", parts["bias"]))  # a bias delta alone
+                continue
             raise WanLeanError(f"{what}: '{name}' has only half of the LoRA for '{layer}'; the file is damaged.")
-        result[layer] = (parts["down"], parts["up"], parts.get("bias"))
-    if not result:
-        raise WanLeanError(f"{what}: '{name}' holds no LoRA layers.")
-    return result
+        contents.layers[layer] = (parts["down"], parts["up"], parts.get("bias"))
+    return contents
 
 
 def _share_clone(module):
@@ -137,16 +248,33 @@ def _share_clone(module):
                 sub.__dict__["forward"] = forward
 
 
-def _add_lora(transformer, layers: dict, strength: float, label: str, what: str, dtype) -> int:
+def _find_module(transformer, name: str):
+    try:
+        return transformer.get_submodule(name)
+    except AttributeError:
+        return None
+
+
+def _wrap_linear(transformer, layer: str, target):
+    """`target` (a Linear or Fp8Linear at `layer`) as a LoRALinear, put in its place once."""
+    if isinstance(target, LoRALinear):
+        return target
+    wrapped = LoRALinear(target)
+    parent, _, child = layer.rpartition(".")
+    setattr(transformer.get_submodule(parent) if parent else transformer, child, wrapped)
+    return wrapped
+
+
+def _add_lora(transformer, contents: LoRAContents, strength: float, label: str, what: str, dtype) -> tuple[int, list[str]]:
+    """Add `contents` to `transformer` (a share-clone); (targets applied, the file's keys not applied)."""
     from .quant import Fp8Linear
 
-    for layer, (down, up, bias) in layers.items():
-        try:
-            target = transformer.get_submodule(layer)
-        except AttributeError:
-            raise WanLeanError(
-                f"{what}: '{label}' targets a layer this model does not have ('{layer}'); it is a LoRA for another model."
-            ) from None
+    applied, missed = 0, list(contents.unreadable)
+    for layer, (down, up, bias) in contents.layers.items():
+        target = _find_module(transformer, layer)
+        if target is None:
+            missed.extend(contents.origins.get(layer, [f"{layer} (lora_down, lora_up)"]))
+            continue
         base = target.base if isinstance(target, LoRALinear) else target
         if not isinstance(base, (torch.nn.Linear, Fp8Linear)):
             raise WanLeanError(f"{what}: '{label}' targets '{layer}', which is not a linear layer; it is a LoRA for another model.")
@@ -155,10 +283,6 @@ def _add_lora(transformer, layers: dict, strength: float, label: str, what: str,
                 f"{what}: '{label}' does not fit '{layer}' (LoRA {list(up.shape)}×{list(down.shape)}, layer "
                 f"{base.out_features}×{base.in_features}); it is a LoRA for another model size."
             )
-        if not isinstance(target, LoRALinear):
-            target = LoRALinear(base)
-            parent, _, child = layer.rpartition(".")
-            setattr(transformer.get_submodule(parent), child, target)
         device = base.weight.device
         adapter = LoRAAdapter(
             down.to(device=device, dtype=dtype),
@@ -167,14 +291,36 @@ def _add_lora(transformer, layers: dict, strength: float, label: str, what: str,
             strength,
             label,
         )
-        target.adapters.append(adapter)
-    return len(layers)
+        _wrap_linear(transformer, layer, target).adapters.append(adapter)
+        applied += 1
+    for parameter, key, delta in contents.deltas:
+        module_name, _, attr = parameter.rpartition(".")
+        owner = _find_module(transformer, module_name) if module_name else transformer
+        base = owner.base if isinstance(owner, LoRALinear) else owner
+        current = None if base is None else base._parameters.get(attr)
+        if current is None:
+            missed.append(key)
+            continue
+        if tuple(delta.shape) != tuple(current.shape):
+            raise WanLeanError(
+                f"{what}: '{label}' has '{key}' of shape {list(delta.shape)} for '{parameter}' of shape "
+                f"{list(current.shape)}; it is a LoRA for another model size."
+            )
+        if attr == "weight" and isinstance(base, (torch.nn.Linear, Fp8Linear)):
+            adapter = DiffAdapter(delta.to(device=current.device, dtype=dtype), strength, label)
+            _wrap_linear(transformer, module_name, owner).adapters.append(adapter)
+        else:  # a small tensor (norm, bias, modulation, patch embedding): a new merged copy in this tree only
+            merged = (current.to(torch.float32) + strength * delta.to(device=current.device, dtype=torch.float32)).to(current.dtype)
+            base._parameters[attr] = torch.nn.Parameter(merged, requires_grad=False)
+        applied += 1
+    return applied, missed
 
 
 def apply_loras(session, high: tuple[str, float] | None = None, low: tuple[str, float] | None = None):
     """A new session with a LoRA on the high-noise expert (or TI2V-5B's transformer) and/or the low-noise
     expert; each is (path, strength). None or strength 0 leaves that expert as it is. The input session
-    is not changed."""
+    is not changed. Keys that match nothing in the model are listed in `extras["loras"]` and the log; a
+    LoRA most of whose keys match nothing is refused."""
     plan = [(slot, spec) for slot, spec in (("high", high), ("low", low)) if spec is not None and float(spec[1]) != 0.0]
     if not plan:
         return session
@@ -187,10 +333,24 @@ def apply_loras(session, high: tuple[str, float] | None = None, low: tuple[str, 
     notes = list(session.extras.get("loras", []))
     for slot, (path, strength) in plan:
         what = f"lora_{slot}_noise"
-        layers = read_lora(path, what)
-        experts[slot] = _share_clone(experts[slot])
-        count = _add_lora(experts[slot], layers, float(strength), os.path.basename(path), what, session.dtype)
-        notes.append({"expert": slot, "file": os.path.basename(path), "strength": float(strength), "layers": count})
+        label = os.path.basename(path)
+        contents = read_lora(path, what)
+        if contents.targets == 0:
+            raise WanLeanError(f"{what}: '{label}' holds no LoRA layers.")
+        clone = _share_clone(experts[slot])
+        applied, missed = _add_lora(clone, contents, float(strength), label, what, session.dtype)
+        if applied * 2 < contents.targets:  # most of what the file targets is not in this model
+            raise WanLeanError(
+                f"{what}: '{label}' does not match this model: only {applied} of the {contents.targets} layers and "
+                f"tensors it changes exist here (not found: {', '.join(missed[:5])}{', …' if len(missed) > 5 else ''}). "
+                "It is a LoRA for another model; choose one made for Wan2.1/Wan2.2 text-to-video (A14B) or TI2V-5B."
+            )
+        if missed:
+            log.warning("[WanLean] %s: '%s': %d key(s) not applied (nothing in the model matches them): %s",
+                        what, label, len(missed), ", ".join(missed))
+        experts[slot] = clone
+        notes.append({"expert": slot, "file": label, "strength": float(strength), "layers": len(contents.layers),
+                      "deltas": len(contents.deltas), "not_applied": missed})
     extras = dict(session.extras)  # the copy gets its own memory_state: it is placed anew
     extras["loras"] = notes
     base_source = extras.setdefault("source_without_loras", session.source)
@@ -202,3 +362,4 @@ def apply_loras(session, high: tuple[str, float] | None = None, low: tuple[str, 
         source=f"{base_source} + LoRA ({lora_names})",
         extras=extras,
     )
+

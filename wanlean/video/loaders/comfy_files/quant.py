@@ -60,11 +60,7 @@ def plan_quantization(header: SafetensorsHeader, prefix: str, what: str) -> Quan
 
     metadata_quant = header.metadata.get("_quantization_metadata")
     if metadata_quant:
-        try:
-            layers = json.loads(metadata_quant).get("layers", {})
-            layer_formats.update({layer: str(conf.get("format")) for layer, conf in layers.items()})
-        except (ValueError, AttributeError):
-            raise WanLeanError(f"{what}: '{name_of}' has unreadable quantization metadata; download it again.") from None
+        layer_formats.update(_metadata_formats(metadata_quant, what, name_of))
     for short, full in names.items():
         if short.endswith(COMFY_QUANT_SUFFIX):
             sidecar.add(short)
@@ -108,6 +104,32 @@ def plan_quantization(header: SafetensorsHeader, prefix: str, what: str) -> Quan
             )
 
     return QuantPlan(_describe(header, names, weight_scales, layer_formats), weight_scales, sidecar)
+
+
+def _metadata_formats(text: str, what: str, name_of: str) -> dict[str, str]:
+    """{layer: format} from the header's `_quantization_metadata`: JSON `{"layers": {layer: {"format": ...}}}`.
+    A download cut short breaks the whole file, not this string, so a wrong shape here is a tool that wrote
+    another layout: the message names what is wrong instead of asking for a new download."""
+    where = f"{what}: '{name_of}' has header metadata '_quantization_metadata'"
+    expected = 'expected {"layers": {"<layer>": {"format": "float8_e4m3fn"}, ...}}'
+    try:
+        parsed = json.loads(text)
+    except ValueError as exc:
+        raise WanLeanError(f"{where} that is not valid JSON ({exc}); {expected}.") from None
+    layers = parsed.get("layers", {}) if isinstance(parsed, dict) else None
+    if not isinstance(layers, dict):
+        raise WanLeanError(f"{where} whose 'layers' is {type(layers).__name__ if parsed is not None else 'missing'}, not an "
+                           f"object; {expected}. The tool that wrote the file uses a layout WanLean does not know.")
+    formats = {}
+    for layer, conf in layers.items():
+        if not isinstance(conf, dict) or "format" not in conf:
+            raise WanLeanError(
+                f"{where} whose entry for layer '{layer}' is {json.dumps(conf)[:80]} ({type(conf).__name__}), not an object "
+                f"with a 'format'; {expected}. The tool that wrote the file uses a layout WanLean does not know: use "
+                "the fp8_scaled, fp16 or bf16 version of this model."
+            )
+        formats[layer] = str(conf["format"])
+    return formats
 
 
 def _describe(header, names: dict, weight_scales: dict, layer_formats: dict) -> str:
