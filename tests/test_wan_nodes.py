@@ -80,7 +80,7 @@ class FakeGenerate:
     def __init__(self):
         self.calls = []
 
-    def __call__(self, session, request, cache=None, on_step=None, cancel_check=None):
+    def __call__(self, session, request, cache=None, on_step=None, cancel_check=None, on_progress=None):
         from types import SimpleNamespace
 
         self.calls.append(SimpleNamespace(session=session, request=request, cache=cache))
@@ -148,13 +148,14 @@ def test_progress_advances_once_per_step_and_cancel_stops_within_a_step(nodes, m
         def __init__(self, total):
             self.total = total
 
-        def update(self, value=1):
-            updates.append((self.total, value))
+        def update_absolute(self, value, total=None, preview=None):
+            updates.append((value, total, preview))
 
     monkeypatch.setattr(nodes._comfy, "progress_bar", Bar)
+    monkeypatch.setattr(nodes._comfy, "latent_previewer", lambda channels, device: None)  # previews off
     pipe = load(nodes)
     sample(nodes, pipe, steps=3)
-    assert updates == [(3, 1)] * 3
+    assert updates == [(1, 3, None), (2, 3, None), (3, 3, None)]
 
     class Interrupted(Exception):
         pass
@@ -257,3 +258,22 @@ def test_importing_the_video_nodes_imports_neither_torch_nor_diffusers():
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert "WAN True False" in result.stdout, result.stdout + result.stderr
+
+
+def test_loaders_default_to_auto_and_comfyui_unloads_before_auto_measures(pack, nodes, monkeypatch):
+    """memory_mode 'auto' is the loaders' default; on a GPU the sampler node asks ComfyUI to unload its own
+    models before the core measures free memory (inside generate)."""
+    for node_id in ("WanLeanLoadDiffusers", "WanLeanLoadComfyFiles"):
+        kind, options = pack.NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()["required"]["memory_mode"]
+        assert options["default"] == "auto" and kind == ["auto", "gpu", "model_offload", "sequential_offload"]
+    order = []
+    fake = FakeGenerate()
+    monkeypatch.setattr(core_module(pack, "video.sampler"), "generate", lambda *a, **k: order.append("generate") or fake(*a, **k))
+    monkeypatch.setattr(nodes._comfy, "unload_comfy_models", lambda: order.append("unload"))
+    import dataclasses
+
+    pipe = load(nodes, memory_mode="auto")
+    sample(nodes, dataclasses.replace(pipe, device=torch.device("cuda")))
+    assert order == ["unload", "generate"]
+    sample(nodes, pipe)  # on the CPU there is nothing to unload for
+    assert order == ["unload", "generate", "generate"]
