@@ -119,19 +119,24 @@ def _move(session, module, device) -> None:
     state = session.memory_state
     started = time.perf_counter()
     swap = mode(session) == "model_offload" and any(module is m for m in _experts(session))
-    if swap and state.pin_failure is None and pinned.can_pin(session.device):
+    to_host = str(device) == str(torch.device(OFFLOAD_DEVICE))
+    if to_host:
+        pinned.offload(module) if pinned.holds_buffers(module) else module.to(device)
+    elif swap and state.pin_failure is None and pinned.can_pin(session.device):
         try:
-            pinned.move(module, device)
-            state.pinned_swaps += device.type != "cpu"
+            pinned.onload(module, device)
+            state.pinned_swaps += 1
         except pinned.PinningFailed as failure:
             state.pin_failure = str(failure)
-            pinned.move(module, device, pin=False)  # what was pinned stays pinned; the rest waits in ordinary memory
+            pinned.onload(module, device, pin=False)  # what was pinned stays pinned; the rest waits in ordinary memory
+    elif pinned.holds_buffers(module):
+        pinned.onload(module, device, pin=False)  # pinned earlier (model_offload), placed now for another mode
     else:
-        pinned.move(module, device, pin=False) if pinned.holds_buffers(module) else module.to(device)
+        module.to(device)
     seconds = time.perf_counter() - started
     state.move_seconds += seconds
     state.moves += 1
-    if swap and device.type != "cpu":
+    if swap and not to_host:
         state.swaps += 1
         state.swap_seconds += seconds
 

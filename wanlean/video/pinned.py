@@ -15,6 +15,7 @@ Buffers (rotary tables, fp8 scales) are small and move the ordinary way.
 
 Pinning can fail (not enough lockable memory, a container's memlock limit): `move` then raises
 `PinningFailed` and the caller moves the rest the ordinary way (`pin=False`) and says so in the report.
+`onload` and `offload` name the direction: on a CPU-only machine (the tests) the "device" may be the CPU.
 """
 
 from __future__ import annotations
@@ -55,24 +56,39 @@ def pinned_bytes(module) -> int:
     return sum(t.numel() * t.element_size() for t in (getattr(p, PINNED, None) for p in module.parameters()) if t is not None)
 
 
-def move(module, device, pin: bool = True) -> None:
-    """Move `module` to `device` ("cpu": back into its pinned tensors). With `pin`, host tensors without a
-    pinned copy are pinned first; raises PinningFailed when that fails (the parameters done so far stay
-    where they were moved to: call again with pin=False to finish)."""
+def onload(module, device, pin: bool = True) -> None:
+    """Move `module` to `device` from its pinned tensors (non-blocking copies). With `pin`, a host tensor
+    without a pinned copy is pinned first; raises PinningFailed when that fails (the parameters done so
+    far stay on the device: call again with pin=False to move the rest the ordinary way)."""
     import torch
 
     device = torch.device(device)
+    _onload(module, device, pin)
+    _move_buffers(module, device)
+    _synchronize(device)
+
+
+def offload(module) -> None:
+    """Send `module` back to the host: into its pinned tensors where it has them (no copy unless a weight
+    changed on the device), the ordinary way otherwise."""
+    import torch
+
     came_from = {p.device for p in module.parameters()}
-    if device.type == "cpu":
-        _offload(module)
-    else:
-        _onload(module, device, pin)
+    _offload(module)
+    _move_buffers(module, torch.device("cpu"))
+    for used in came_from:  # copies back into pinned tensors are queued on the source device
+        _synchronize(used)
+
+
+def _move_buffers(module, device) -> None:
     for sub in module.modules():
         for name, buffer in list(sub._buffers.items()):
             if buffer is not None and buffer.device != device:
                 sub._buffers[name] = buffer.to(device)
-    for used in came_from | {device}:  # copies back into pinned tensors are queued on the source device
-        _synchronize(used)
+
+
+def _to_device(tensor, device, non_blocking: bool):
+    return tensor.to(device, non_blocking=non_blocking)
 
 
 def _onload(module, device, pin: bool) -> None:
@@ -88,7 +104,7 @@ def _onload(module, device, pin: bool) -> None:
             setattr(parameter, PINNED, host)
             parameter.data = host  # the pageable tensor is dropped here: one host copy
         source = host if host is not None else parameter.data
-        parameter.data = source.to(device, non_blocking=host is not None)
+        parameter.data = _to_device(source, device, non_blocking=host is not None)
         if host is not None:
             setattr(parameter, ON_DEVICE, (parameter.data_ptr(), parameter._version))
 
