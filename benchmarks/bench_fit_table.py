@@ -68,6 +68,10 @@ def make_previewer():
     """A function clean latents → JPEG bytes: ComfyUI's latent2rgb previewer when importable, else the same
     arithmetic (a 16→3 projection of the first latent frame, scaled to 0–255, JPEG)."""
     try:
+        import comfy.cli_args
+
+        if not torch.cuda.is_available():
+            comfy.cli_args.args.cpu = True  # before comfy.model_management is imported (by latent_preview)
         import comfy.latent_formats
         import latent_preview
 
