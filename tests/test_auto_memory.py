@@ -154,3 +154,24 @@ def test_loaders_accept_auto_and_refuse_unknown_modes():
     with pytest.raises(WanLeanError, match="memory_mode must be one of auto, gpu, model_offload, sequential_offload; got 'fast'"):
         load_diffusers_folder(str(tiny_folder("A14B")), device="cpu", memory_mode="fast")
     assert dataclasses.replace(load_diffusers_folder(str(tiny_folder("A14B")), device="cpu", memory_mode="auto")).memory_mode == "auto"
+
+
+def test_under_auto_a_text_encoder_that_does_not_fit_runs_on_the_cpu(monkeypatch):
+    """auto cannot plan for umT5 (loaded lazily, size unknown): when its turn comes and it does not fit in
+    the GPU's free memory, it runs on the CPU and the report says so."""
+    session = load_diffusers_folder(str(tiny_folder("A14B")), device="cpu", memory_mode="auto")
+    encoder = session.text_encoder.encoder()
+    cuda = dataclasses.replace(session, device=torch.device("cuda"))
+    size = sum(t.numel() * t.element_size() for t in list(encoder.parameters()) + list(encoder.buffers()))
+    monkeypatch.setattr(memory, "cuda_free", lambda device: int(size * 1.1))  # below weights × 1.2
+    with memory.text_encoder_placed(cuda, encoder) as device:
+        assert device == torch.device("cpu")
+    assert cuda.memory_state.encoder_note.startswith("text encoder ran on the CPU: its ")
+    monkeypatch.setattr(memory, "cuda_free", lambda device: int(size * 1.3))
+    assert memory._encoder_fits(cuda, encoder)
+    explicit = dataclasses.replace(session, device=torch.device("cuda"), memory_mode="model_offload")
+    monkeypatch.setattr(memory, "_encoder_fits", lambda s, e: pytest.fail("an explicit mode is not second-guessed"))
+    monkeypatch.setattr(memory, "activate", lambda s, m: None)
+    monkeypatch.setattr(memory, "_move", lambda s, m, d: None)
+    with memory.text_encoder_placed(explicit, encoder) as device:
+        assert device == torch.device("cuda")

@@ -263,20 +263,41 @@ ENCODER_HEADROOM = 1.2  # the encoder's weights plus room for its activations (s
 
 def _encoder_fits(session, encoder) -> bool:
     """Whether the text encoder fits on the device beside what stays there while it runs."""
-    from . import request_memory
-
-    need = request_memory._module_bytes(encoder) * ENCODER_HEADROOM
-    if mode(session) == "gpu":  # the experts stay: only what is free now
-        free = request_memory.device_free(session.device)
-    else:  # the other big modules leave the device first
-        free = request_memory.device_available(session)
+    need = _bytes(encoder) * ENCODER_HEADROOM
+    free = cuda_free(session.device)
+    if free is not None and mode(session) != "gpu":  # the other big modules leave the device first
+        free += sum(_bytes(m, session.device) for m in _big_modules(session) if m is not encoder)
     fits = free is None or need <= free
     if not fits:
         session.memory_state.encoder_note = (
-            f"text encoder ran on the CPU: its {request_memory._gb(int(need))} did not fit in the GPU's "
-            f"{request_memory._gb(free)} free (auto)"
+            f"text encoder ran on the CPU: its {need / 1024**3:.1f} GB did not fit in the GPU's "
+            f"{free / 1024**3:.1f} GB free (auto)"
         )
     return fits
+
+
+def _bytes(module, device=None) -> int:
+    """Bytes of `module`'s parameters and buffers (those on `device`, when given)."""
+    tensors = list(module.parameters()) + list(module.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors if device is None or _same_device(t.device, _torch_device(device)))
+
+
+def _torch_device(device):
+    import torch
+
+    return torch.device(device)
+
+
+def cuda_free(device) -> int | None:
+    """Bytes free on a CUDA device now plus torch's cached but unused blocks; None when unknown."""
+    import torch
+
+    try:
+        free, _total = torch.cuda.mem_get_info(device)
+        cached_unused = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    except (RuntimeError, AssertionError):
+        return None
+    return int(free) + max(0, int(cached_unused))
 
 
 def release(session=None, collect: bool = True) -> None:

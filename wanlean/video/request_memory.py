@@ -181,14 +181,9 @@ def device_free(device) -> int | None:
     the CPU, the host's available memory."""
     if not _is_cuda(device):
         return host_available()
-    import torch
+    from .memory import cuda_free
 
-    try:
-        free, _total = torch.cuda.mem_get_info(device)
-        cached_unused = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    except (RuntimeError, AssertionError):
-        return None
-    return int(free) + max(0, int(cached_unused))
+    return cuda_free(device)
 
 
 # --- the check --------------------------------------------------------------------------------------------
