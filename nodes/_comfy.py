@@ -79,6 +79,32 @@ def progress_bar(total: int):
     return comfy.utils.ProgressBar(total)
 
 
+def latent_previewer(latent_channels: int, device):
+    """ComfyUI's previewer for Wan latents, honouring `--preview-method`: a function from a clean estimate
+    `[1, C, f, h, w]` (model space) to the preview the ProgressBar sends, or None when previews are off
+    (`none`) or outside ComfyUI. `auto` and `latent2rgb` use the Wan latent format's RGB factors (Wan21 for
+    16 channels, Wan22 for TI2V-5B's 48); `taesd` uses a Wan TAE from models/vae_approx when one is there
+    (ComfyUI's own `latent_preview.get_previewer` decides)."""
+    try:
+        import comfy.latent_formats
+        import latent_preview
+    except ImportError:
+        return None
+    try:
+        latent_format = comfy.latent_formats.Wan22() if int(latent_channels) == 48 else comfy.latent_formats.Wan21()
+        previewer = latent_preview.get_previewer(device, latent_format)
+    except Exception as exc:  # never fail a run because previews could not be set up
+        log.warning("wanlean: previews disabled, ComfyUI's previewer could not be made: %s", exc)
+        return None
+    if previewer is None:
+        return None
+
+    def preview(clean_latents):
+        return previewer.decode_latent_to_preview_image("JPEG", clean_latents.float())
+
+    return preview
+
+
 def throw_if_interrupted() -> None:
     """Raises ComfyUI's InterruptProcessingException when the user pressed Cancel."""
     try:

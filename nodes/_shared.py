@@ -34,8 +34,18 @@ def dtype_input(tooltip: str) -> tuple:
     return (list(DTYPES), {"default": "auto", "tooltip": tooltip})
 
 
-def memory_mode_input(tooltip: str) -> tuple:
-    return (list(MEMORY_MODES), {"default": "model_offload", "tooltip": tooltip})
+MEMORY_MODE_TOOLTIP = (
+    "auto (default): at each run, the fastest of the three below that fits the GPU's free memory for that "
+    "size and frame count (after ComfyUI's own models are unloaded); the report says which and why. "
+    "gpu: everything on the GPU (fastest; A14B bf16 needs ~57 GB for the experts). model_offload: one expert "
+    "on the GPU at a time, the other waits in pinned CPU memory (about half the GPU memory; a swap at the "
+    "expert switch). sequential_offload: blocks streamed to the GPU one by one (least GPU memory, slowest; "
+    "needs accelerate)."
+)
+
+
+def memory_mode_input(tooltip: str = MEMORY_MODE_TOOLTIP) -> tuple:
+    return (list(MEMORY_MODES), {"default": "auto", "tooltip": tooltip})
 
 
 def require_diffusers() -> None:

@@ -106,3 +106,22 @@ def test_cancel_mid_run_stops_within_a_step_and_the_next_run_works(comfy, tiny_i
     assert elapsed < 1.0 + 0.5 * 1000 * seconds_per_step + 5  # far less than the 1000 steps would take
     assert comfy.get("/system_stats").ok
     comfy.run(example_api(comfy, tiny_in_comfy, seed=99), timeout=300)
+
+
+@pytest.mark.parametrize("memory_mode", ["auto", "sequential_offload"])
+def test_example_workflow_runs_in_auto_and_sequential_offload(comfy, tiny_in_comfy, memory_mode):
+    """With the pack's requirements installed in ComfyUI's Python (accelerate among them), the example runs
+    in the new default and in the streaming mode; without accelerate the latter names the package."""
+    import subprocess
+
+    api = example_api(comfy, tiny_in_comfy, steps=2)
+    next(n for n in api.values() if n["class_type"] == "WanLeanLoadDiffusers")["inputs"]["memory_mode"] = memory_mode
+    has_accelerate = subprocess.run([comfy.python, "-c", "import accelerate"], capture_output=True).returncode == 0
+    if memory_mode == "sequential_offload" and not has_accelerate:
+        entry = comfy.run(api, timeout=300, expect="error")
+        assert "accelerate" in comfy.error_message(entry)
+        return
+    entry = comfy.run(api, timeout=300)
+    report = next(ui["text"][0] for ui in entry["outputs"].values() if "forwards" in str(ui.get("text", "")))
+    expected = "memory auto → gpu" if memory_mode == "auto" else "memory sequential_offload"
+    assert expected in report

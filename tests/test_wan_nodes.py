@@ -80,7 +80,7 @@ class FakeGenerate:
     def __init__(self):
         self.calls = []
 
-    def __call__(self, session, request, cache=None, on_step=None, cancel_check=None):
+    def __call__(self, session, request, cache=None, on_step=None, cancel_check=None, on_progress=None):
         from types import SimpleNamespace
 
         self.calls.append(SimpleNamespace(session=session, request=request, cache=cache))
@@ -148,13 +148,14 @@ def test_progress_advances_once_per_step_and_cancel_stops_within_a_step(nodes, m
         def __init__(self, total):
             self.total = total
 
-        def update(self, value=1):
-            updates.append((self.total, value))
+        def update_absolute(self, value, total=None, preview=None):
+            updates.append((value, total, preview))
 
     monkeypatch.setattr(nodes._comfy, "progress_bar", Bar)
+    monkeypatch.setattr(nodes._comfy, "latent_previewer", lambda channels, device: None)  # previews off
     pipe = load(nodes)
     sample(nodes, pipe, steps=3)
-    assert updates == [(3, 1)] * 3
+    assert updates == [(1, 3, None), (2, 3, None), (3, 3, None)]
 
     class Interrupted(Exception):
         pass
@@ -257,3 +258,68 @@ def test_importing_the_video_nodes_imports_neither_torch_nor_diffusers():
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert "WAN True False" in result.stdout, result.stdout + result.stderr
+
+
+def test_loaders_default_to_auto_and_comfyui_unloads_before_auto_measures(pack, nodes, monkeypatch):
+    """memory_mode 'auto' is the loaders' default; on a GPU the sampler node asks ComfyUI to unload its own
+    models before the core measures free memory (inside generate)."""
+    for node_id in ("WanLeanLoadDiffusers", "WanLeanLoadComfyFiles"):
+        kind, options = pack.NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()["required"]["memory_mode"]
+        assert options["default"] == "auto" and kind == ["auto", "gpu", "model_offload", "sequential_offload"]
+    order = []
+    fake = FakeGenerate()
+    monkeypatch.setattr(core_module(pack, "video.sampler"), "generate", lambda *a, **k: order.append("generate") or fake(*a, **k))
+    monkeypatch.setattr(nodes._comfy, "unload_comfy_models", lambda: order.append("unload"))
+    import dataclasses
+
+    pipe = load(nodes, memory_mode="auto")
+    sample(nodes, dataclasses.replace(pipe, device=torch.device("cuda")))
+    assert order == ["unload", "generate"]
+    sample(nodes, pipe)  # on the CPU there is nothing to unload for
+    assert order == ["unload", "generate", "generate"]
+
+
+def test_each_step_sends_a_preview_and_a_progress_line(nodes, monkeypatch):
+    updates, texts, previewed = [], [], []
+
+    class Bar:
+        def __init__(self, total):
+            self.total = total
+
+        def update_absolute(self, value, total=None, preview=None):
+            updates.append((value, total, preview))
+
+    def fake_previewer(channels, device):
+        assert channels == 16 and str(device) == "cpu"
+        return lambda x0: previewed.append(tuple(x0.shape)) or ("JPEG", f"image {len(previewed)}", 512)
+
+    monkeypatch.setattr(nodes._comfy, "progress_bar", Bar)
+    monkeypatch.setattr(nodes._comfy, "latent_previewer", fake_previewer)
+    monkeypatch.setattr(nodes._comfy, "show_text", lambda node_id, text: texts.append((node_id, text)))
+    out = sample(nodes, load(nodes), steps=3, unique_id="7")
+    assert updates == [(i, 3, ("JPEG", f"image {i}", 512)) for i in (1, 2, 3)]  # the first after the first step
+    assert previewed == [(1, 16, 2, 4, 4)] * 3
+    assert [t for _, t in texts[:3]][0].startswith("high-noise expert · step 1/3 · ")
+    assert texts[2][1].startswith("low-noise expert · step 3/3 · ") and texts[3] == ("7", out["result"][3])
+    assert "previews: 3," in out["result"][3]
+
+
+def test_comfyui_previewer_follows_preview_method(pack):
+    """ComfyUI's own latent_preview with the Wan latent formats (needs ComfyUI importable: COMFYUI_PATH)."""
+    cli_args = pytest.importorskip("comfy.cli_args")
+    pytest.importorskip("latent_preview")
+    method = cli_args.args.preview_method
+    comfy = pack.nodes._comfy
+    try:
+        cli_args.args.preview_method = cli_args.LatentPreviewMethod.NoPreviews
+        assert comfy.latent_previewer(16, torch.device("cpu")) is None
+        for setting in (cli_args.LatentPreviewMethod.Latent2RGB, cli_args.LatentPreviewMethod.Auto):
+            cli_args.args.preview_method = setting
+            kind, image, max_size = comfy.latent_previewer(16, torch.device("cpu"))(torch.randn(1, 16, 3, 6, 10))
+            assert kind == "JPEG" and image.size == (10, 6) and max_size > 0  # the first latent frame, in colour
+        kind, image, _ = comfy.latent_previewer(48, torch.device("cpu"))(torch.randn(1, 48, 2, 4, 8))  # Wan22 factors
+        assert image.size == (8, 4)
+        with pytest.raises(RuntimeError):  # 16 channels are not TI2V-5B's 48: the format follows the model
+            comfy.latent_previewer(48, torch.device("cpu"))(torch.randn(1, 16, 2, 4, 8))
+    finally:
+        cli_args.args.preview_method = method

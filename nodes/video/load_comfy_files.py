@@ -49,7 +49,7 @@ class WanLeanLoadComfyFiles:
                 "text_encoder": (_comfy.model_files("text_encoders"), {"tooltip": "ComfyUI's umT5-XXL file, e.g. umt5_xxl_fp8_e4m3fn_scaled.safetensors (its tokenizer is inside). It is read only when a prompt is not in the embedding cache."}),
                 "vae": (_comfy.model_files("vae"), {"tooltip": "wan_2.1_vae.safetensors for T2V-A14B, wan2.2_vae.safetensors for TI2V-5B."}),
                 "dtype": dtype_input("What the experts and the text encoder compute in. auto: bf16 on a GPU, fp32 on the CPU. The VAE always runs in fp32. An fp8 file is dequantized to this dtype."),
-                "memory_mode": memory_mode_input("gpu: everything on the GPU (fastest). model_offload: one expert on the GPU at a time, the other waits in CPU RAM. sequential_offload: blocks streamed to the GPU one by one (least GPU memory, slowest)."),
+                "memory_mode": memory_mode_input(),
             },
             "optional": {
                 "weight_storage": (list(WEIGHT_STORAGES), {"default": "as_file", "tooltip": "as_file: every weight becomes the dtype above (an fp8_scaled 14 GB expert takes ~28 GB in bf16). fp8: the experts' block weights stay float8 with their scales and are dequantized one layer at a time while computing in the dtype above: memory ≈ the fp8 file's size, slightly slower. An fp16/bf16 file is quantized to fp8 on load."}),

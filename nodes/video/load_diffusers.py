@@ -46,7 +46,7 @@ class WanLeanLoadDiffusers:
             "required": {
                 "folder": (diffusers_folder_names(), {"tooltip": "A Wan2.2 diffusers folder (with model_index.json) in models/diffusers, e.g. Wan2.2-T2V-A14B-Diffusers or Wan2.2-TI2V-5B-Diffusers."}),
                 "dtype": dtype_input("Weights' compute dtype. auto: bf16 on a GPU, fp32 on the CPU. The VAE always runs in fp32, as in official Wan."),
-                "memory_mode": memory_mode_input("gpu: everything on the GPU (fastest; A14B bf16 needs ~70 GB). model_offload: one expert on the GPU at a time, the other waits in CPU RAM (about half the GPU memory, a few seconds per switch). sequential_offload: blocks streamed to the GPU one by one (least GPU memory, slowest)."),
+                "memory_mode": memory_mode_input(),
                 "device": DEVICE_INPUT,
             }
         }

@@ -29,11 +29,13 @@ class WanLeanSampler:
         "The video's frames as an image batch [frames, H, W, 3] in 0–1: feed CreateVideo → SaveVideo.",
         "The model's frame rate: 16 (A14B) or 24 (TI2V-5B). Connects to INT and FLOAT inputs (CreateVideo's fps).",
         "Raw VAE latents (denormalised with the VAE's latents_mean/std), as ComfyUI's VAEDecode expects them.",
-        "Steps per expert, forwards run, CFG per stage, cache hit or miss, tokens kept/cut, time per stage.",
+        "Steps per expert, forwards run, CFG per stage, cache hit or miss, tokens kept/cut, time per stage and per step, the memory mode used (and why, for auto).",
     )
     DESCRIPTION = (
         "Wan2.2 text-to-video. 0 in a number input means the loaded model's official value (A14B: 1280×720, "
-        "81 frames, 40 steps, shift 12, cfg 4/3; TI2V-5B: 1280×704, 121 frames, 50 steps, shift 5, cfg 5)."
+        "81 frames, 40 steps, shift 12, cfg 4/3; TI2V-5B: 1280×704, 121 frames, 50 steps, shift 5, cfg 5). "
+        "While it runs the node shows the expert, step, seconds per step and time left, and a preview of the "
+        "video's first frame after each step (ComfyUI's --preview-method: none turns previews off)."
     )
 
     @classmethod
@@ -72,15 +74,18 @@ class WanLeanSampler:
         settings = resolve_settings(pipe, request)  # bad input fails here, before any weight moves
         _comfy.throw_if_interrupted()
         if str(getattr(pipe, "device", "cpu")).startswith("cuda"):
-            _comfy.unload_comfy_models()  # ComfyUI's own models would compete for the GPU
+            _comfy.unload_comfy_models()  # ComfyUI's own models would compete for the GPU (and for auto's choice)
         progress = _comfy.progress_bar(settings.steps)
+        preview = _comfy.latent_previewer(pipe.latent_channels, pipe.device)  # None: --preview-method none
 
-        def on_step(index, total, stage):
-            progress.update(1)
+        def on_progress(step):
+            image = preview(step.clean_latents()) if preview is not None else None
+            progress.update_absolute(step.index + 1, step.total, image)
+            _comfy.show_text(unique_id, step.text())
             _comfy.throw_if_interrupted()
 
         result = generate(
-            pipe, request, cache=make_cache(text_cache, _disk_cache_folder(text_cache)), on_step=on_step,
+            pipe, request, cache=make_cache(text_cache, _disk_cache_folder(text_cache)), on_progress=on_progress,
             cancel_check=_comfy.throw_if_interrupted,  # Cancel also stops between two transformer blocks
         )
         _comfy.show_text(unique_id, result.report)

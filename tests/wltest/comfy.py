@@ -43,8 +43,9 @@ def free_port() -> int:
 
 
 class ComfyServer:
-    def __init__(self, comfy_path: Path, base: Path, python: str | None = None):
+    def __init__(self, comfy_path: Path, base: Path, python: str | None = None, extra_args: tuple[str, ...] = ()):
         self.comfy_path = comfy_path
+        self.extra_args = list(extra_args)  # more command-line options for main.py (e.g. --preview-method)
         self.base = base
         self.python = python or os.environ.get("COMFYUI_PYTHON") or sys.executable
         self.port = free_port()
@@ -79,6 +80,7 @@ class ComfyServer:
             "--output-directory", str(self.base / "output"), "--input-directory", str(self.base / "input"),
             "--temp-directory", str(self.base / "temp"), "--user-directory", str(self.base / "user"),
             "--database-url", "sqlite:///:memory:",
+            *self.extra_args,
         ]
         env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
         self._log_file = open(self.log_path, "w")

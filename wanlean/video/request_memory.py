@@ -77,8 +77,20 @@ def _is_cuda(device) -> bool:
     return str(getattr(device, "type", device)).startswith("cuda")
 
 
-def estimate(session, width: int, height: int, frames: int) -> MemoryNeed:
-    """The memory `session` needs at least to make a `width`×`height`×`frames` video (see the module text)."""
+@dataclass(frozen=True)
+class Phases:
+    """What the device holds at least while denoising and while decoding: weights, and working memory
+    (latents and activations, or latents and the decoded video)."""
+
+    denoise_weights: int
+    denoise_working: int
+    decode_weights: int
+    decode_working: int
+    parts: dict
+
+
+def phases(session, width: int, height: int, frames: int, mode: str | None = None) -> Phases:
+    """The two peaks of a `width`×`height`×`frames` run in placement `mode` (default: the one in effect)."""
     config = session.transformer.config
     spatial, temporal = session.vae_scale_spatial, session.vae_scale_temporal
     latent_frames = (frames - 1) // temporal + 1
@@ -90,30 +102,44 @@ def estimate(session, width: int, height: int, frames: int) -> MemoryNeed:
     per_token = max(5 * dim, 2 * int(config.ffn_dim) + 2 * dim) + (6 * dim if session.expand_timesteps else 0)
     activations = tokens * per_token * _itemsize(session.dtype)
     video = 3 * frames * height * width * _itemsize(session.vae.dtype)
-    denoise = LATENT_COPIES * latents + activations
-    decode = latents + DECODE_COPIES * video
     parts = {"latents": LATENT_COPIES * latents, "transformer activations": activations, "decoded video": DECODE_COPIES * video}
+    denoise_weights, decode_weights = _resident_weights(session, mode) if _is_cuda(session.device) else (0, 0)
+    return Phases(denoise_weights, LATENT_COPIES * latents + activations, decode_weights, latents + DECODE_COPIES * video, parts)
+
+
+def estimate(session, width: int, height: int, frames: int, mode: str | None = None) -> MemoryNeed:
+    """The memory `session` needs at least to make a `width`×`height`×`frames` video in placement `mode`
+    (default: the one in effect; see the module text)."""
+    p = phases(session, width, height, frames, mode)
+    parts = dict(p.parts)
     if not _is_cuda(session.device):
-        return MemoryNeed(device=max(denoise, decode), host=0, parts=parts)
-    denoise_weights, decode_weights = _resident_weights(session)
-    parts["weights"] = max(denoise_weights, decode_weights)
+        return MemoryNeed(device=max(p.denoise_working, p.decode_working), host=0, parts=parts)
+    parts["weights"] = max(p.denoise_weights, p.decode_weights)
+    latents = p.parts["latents"] // LATENT_COPIES
     frames_output = 3 * frames * height * width * 4 + latents
-    return MemoryNeed(device=max(denoise_weights + denoise, decode_weights + decode), host=frames_output, parts=parts)
+    return MemoryNeed(
+        device=max(p.denoise_weights + p.denoise_working, p.decode_weights + p.decode_working), host=frames_output, parts=parts
+    )
 
 
-def _resident_weights(session) -> tuple[int, int]:
-    """(weights on the GPU while denoising, while decoding) for the session's memory mode."""
+def _resident_weights(session, mode: str | None = None) -> tuple[int, int]:
+    """(weights on the GPU while denoising, while decoding) in placement `mode` (default: the one in effect)."""
+    from .memory import _resident_in_gpu_mode, mode as mode_in_effect
+
+    mode = mode or mode_in_effect(session)
     experts = [m for m in (session.transformer, session.transformer_2) if m is not None]
     vae = _module_bytes(session.vae)
-    if session.memory_mode == "gpu":
-        from .memory import _big_modules
-
-        everything = sum(_module_bytes(m) for m in _big_modules(session))
+    if mode == "gpu":
+        everything = sum(_module_bytes(m) for m in _resident_in_gpu_mode(session))
         return everything, everything
-    if session.memory_mode == "model_offload":
+    if mode == "model_offload":
         return max(_module_bytes(m) for m in experts), vae
-    largest_block = max((_module_bytes(block) for m in experts for block in getattr(m, "blocks", ())), default=0)
-    return largest_block, vae  # sequential_offload: one block at a time
+    return largest_block(session), vae  # sequential_offload: one block at a time
+
+
+def largest_block(session) -> int:
+    experts = [m for m in (session.transformer, session.transformer_2) if m is not None]
+    return max((_module_bytes(block) for m in experts for block in getattr(m, "blocks", ())), default=0)
 
 
 # --- what is free -----------------------------------------------------------------------------------------
@@ -141,29 +167,38 @@ def device_available(session) -> int | None:
     device = session.device
     if not _is_cuda(device):
         return host_available()
-    import torch
-
-    try:
-        free, _total = torch.cuda.mem_get_info(device)
-        cached_unused = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    except (RuntimeError, AssertionError):
+    free = device_free(device)
+    if free is None:
         return None
     from .memory import _big_modules
 
     resident = sum(_module_bytes(m, device) for m in _big_modules(session))
-    return int(free) + max(0, int(cached_unused)) + resident
+    return free + resident
+
+
+def device_free(device) -> int | None:
+    """Bytes free on a CUDA device now, plus torch's cached but unused blocks (None when unknown); on
+    the CPU, the host's available memory."""
+    if not _is_cuda(device):
+        return host_available()
+    from .memory import cuda_free
+
+    return cuda_free(device)
 
 
 # --- the check --------------------------------------------------------------------------------------------
-def check_fits(session, width: int, height: int, frames: int) -> None:
-    """Raise WanLeanError when `width`×`height`×`frames` cannot fit in this session's memory, naming the
-    largest size (same aspect, same frames) and the most frames (same size) that would."""
-    device_free = device_available(session)
+def check_fits(session, width: int, height: int, frames: int, mode: str | None = None, device_free: int | None = None) -> None:
+    """Raise WanLeanError when `width`×`height`×`frames` cannot fit in this session's memory in placement
+    `mode` (default: the one in effect), naming the largest size (same aspect, same frames) and the most
+    frames (same size) that would. `device_free`: a figure already measured (default: measured now)."""
+    from .memory import AUTO, mode as mode_in_effect
+
+    device_free = device_free if device_free is not None else device_available(session)
     host_free = host_available() if _is_cuda(session.device) else None
-    need = estimate(session, width, height, frames)
+    need = estimate(session, width, height, frames, mode)
 
     def fits(w: int, h: int, f: int) -> bool:
-        n = estimate(session, w, h, f)
+        n = estimate(session, w, h, f, mode)
         return (device_free is None or n.device <= device_free) and (host_free is None or n.host <= host_free)
 
     if fits(width, height, frames):
@@ -184,7 +219,9 @@ def check_fits(session, width: int, height: int, frames: int) -> None:
     largest = ("The largest that fits: " + ", or ".join(options) + ".") if options else (
         "Not even the smallest size fits: free memory first (close other programs or models).")
     modes = ""
-    if _is_cuda(session.device) and session.memory_mode != "sequential_offload":
+    if _is_cuda(session.device) and session.memory_mode == AUTO:
+        modes = " memory_mode 'auto' tried every mode; these figures are for 'sequential_offload', which needs the least."
+    elif _is_cuda(session.device) and (mode or mode_in_effect(session)) != "sequential_offload":
         modes = " memory_mode 'sequential_offload' in the loader keeps the fewest weights on the GPU."
     raise WanLeanError(
         f"width/height/frames: {width}×{height}×{frames} needs at least {_gb(needed)} of {where} memory "
