@@ -114,7 +114,8 @@ def find(text: str, tag_words: frozenset[str] = frozenset()) -> list[Role]:
         roles.append(Role("subject", words[first].start, words[last].end))
         action = _action(words, last)
         if action is not None:
-            roles.append(Role("action", words[action[0]].start, words[action[1]].end))
+            end = _object(words, action[1])
+            roles.append(Role("action", words[action[0]].start, words[end].end))
     roles.extend(_camera_moves(words))
     return roles
 
@@ -192,6 +193,8 @@ def _noun_phrase(words: list[Token], start: int, end: int) -> tuple[int, int] | 
     i = start
     while i < end and (last is None or last - first < 6):
         word = words[i].lower
+        if first is not None and words[i].clause != words[first].clause:
+            break
         if first is None and (word in lexicon.DETERMINERS or word in ("of",)):
             i += 1
             continue
@@ -235,6 +238,19 @@ def _action(words: list[Token], after: int) -> tuple[int, int] | None:
         if participle is None:
             participle = i
     return (participle, _particles(words, participle)) if participle is not None else None
+
+
+def _object(words: list[Token], verb_end: int) -> int:
+    """The end of a short direct object after the verb ("holds a folder", "fills the screen"): a noun
+    phrase of up to three words right after it; the verb itself when none follows."""
+    nxt = _next(words, verb_end)
+    if nxt is None or nxt.lower in PREPOSITIONS or _ADVERB.match(nxt.lower):
+        return verb_end
+    found = _noun_phrase(words, verb_end + 1, len(words))
+    clause = words[verb_end].clause
+    if found is None or words[found[0]].clause != clause or words[found[1]].clause != clause or found[1] - found[0] > 2:
+        return verb_end
+    return found[1]
 
 
 def _particles(words: list[Token], i: int) -> int:

@@ -7,7 +7,7 @@ content words; or, for a model, every droppable word with the model's score.
 
 from __future__ import annotations
 
-from ..words import CJK, PUNCT, WORD
+from ..words import CJK, PUNCT, WORD, clause_ids
 from .analysed import AnalysedPrompt, Candidate
 from .clauses import clause_candidates
 from .vocabulary import (
@@ -20,9 +20,15 @@ from .vocabulary import (
 class Plan(AnalysedPrompt):
     """An analysed prompt and the candidates it offers for dropping."""
 
-    def extractive_tiers(self) -> list[list[Candidate]]:
+    def extractive_order(self) -> list[Candidate]:
+        """Every piece the extractive method may drop, in the order it drops them: filler (politeness,
+        hedges, intensifiers, padding, duplicates, repeats), then whole low-value clauses, then pronouns,
+        auxiliaries and conjunctions, then articles and particles (kept while the budget allows), then
+        prepositions. Single content words never go alone, and a piece that would leave a clause of one
+        word is left out: no "close." or "camera." fragments."""
         filler = self._filler()
         taken = {i for c in filler for i in c.indices}
+        clauses = clause_candidates(self, taken)
         articles = [
             Candidate("article", [i])
             for i, word in enumerate(self.lower)
@@ -31,31 +37,70 @@ class Plan(AnalysedPrompt):
         articles += [
             Candidate("particle", [i])
             for i, word in enumerate(self.lower)
-            if word == "的" and i not in taken and self._droppable(i)
+            if word == "的" and i not in taken and self._droppable(i) and self._whole_word(i, i + 1)
             and 0 < i < len(self.items) - 1 and self.items[i - 1].kind == CJK and self.items[i + 1].kind == CJK
         ]
         for match in ARTICLE_ZH.finditer(self.text):
             indices = list(self._covered(match.start(), match.end()))
-            if indices and not any(i in taken for i in indices) and all(self._droppable(i) for i in indices):
+            if indices and not any(i in taken for i in indices) and all(self._droppable(i) for i in indices) \
+                    and self._whole_word(indices[0], indices[-1] + 1):
                 articles.append(Candidate("article", indices))
         articles.sort(key=lambda c: c.indices[0])
         taken |= {i for c in articles for i in c.indices}
-        clauses = clause_candidates(self, taken)
-        light_words, prepositions, content_words = [], [], []
+        light_words, prepositions = [], []
         for i, unit in enumerate(self.items):
             if i in taken or not self._droppable(i) or unit.kind == PUNCT:
                 continue
-            if unit.kind == CJK and unit.text not in CJK_SINGLE:
+            if unit.kind == CJK and (unit.text not in CJK_SINGLE or not self._whole_word(i, i + 1)):
                 continue  # a lone CJK character out of a word would leave a broken word
-            density = self._value(i) / max(self.costs[i], 1) + 0.001 * (len(self.items) - i) / len(self.items)
             word = self.lower[i]
-            group = prepositions if word in PREPOSITIONS else light_words if word in STOPWORDS or unit.kind == CJK else content_words
-            group.append(Candidate("word", [i], density))
-        for group in (light_words, prepositions, content_words):
+            if word in PREPOSITIONS:
+                prepositions.append(Candidate("word", [i], self._density(i)))
+            elif word in STOPWORDS or unit.kind == CJK:
+                light_words.append(Candidate("word", [i], self._density(i)))
+        for group in (light_words, prepositions):
             group.sort(key=lambda c: c.density)
-        # Filler and articles first, with pronouns, auxiliaries and conjunctions; then the lowest-value
-        # clauses; then prepositions; then, only to land on the target, single content words.
-        return [filler + articles + light_words, clauses, prepositions, content_words]
+        return self._without_fragments(filler + clauses + light_words + articles + prepositions)
+
+    def _density(self, i: int) -> float:
+        return self._value(i) / max(self.costs[i], 1) + 0.001 * (len(self.items) - i) / len(self.items)
+
+    def _without_fragments(self, ordered: list[Candidate]) -> list[Candidate]:
+        """`ordered` less the pieces that, dropped in this order, would leave a clause of a single word
+        (between separators) that had more. The order is fixed before any target is known, so this keeps
+        the fit monotone."""
+        separated = clause_ids(self.text, self.items)
+        word_of = self.word_ids()
+        remaining: dict[int, set[int]] = {}
+        for i, clause in enumerate(separated):
+            if self.items[i].kind != PUNCT:
+                remaining.setdefault(clause, set()).add(word_of[i])
+        original = {clause: len(ws) for clause, ws in remaining.items()}
+        units_left: dict[int, int] = {}
+        for i, clause in enumerate(separated):
+            if self.items[i].kind != PUNCT:
+                units_left[word_of[i]] = units_left.get(word_of[i], 0) + 1
+        dropped: set[int] = set()
+        kept: list[Candidate] = []
+        for candidate in ordered:
+            live = [i for i in candidate.indices if i not in dropped and self.items[i].kind != PUNCT]
+            gone_words: dict[int, int] = {}
+            for i in live:
+                gone_words[word_of[i]] = gone_words.get(word_of[i], 0) + 1
+            after: dict[int, set[int]] = {}
+            for word, count in gone_words.items():
+                if units_left[word] == count:
+                    clause = separated[next(i for i in live if word_of[i] == word)]
+                    after.setdefault(clause, set(remaining[clause])).discard(word)
+            if any(len(words) == 1 and original[clause] > 1 for clause, words in after.items()):
+                continue
+            kept.append(candidate)
+            dropped.update(candidate.indices)
+            for word, count in gone_words.items():
+                units_left[word] -= count
+            for clause, words in after.items():
+                remaining[clause] = words
+        return kept
 
     def _filler(self) -> list[Candidate]:
         found: list[Candidate] = []
@@ -69,7 +114,9 @@ class Plan(AnalysedPrompt):
 
         for reason, pattern in FILLER:
             for match in pattern.finditer(self.text):
-                add(reason, self._covered(match.start(), match.end()))
+                covered = self._covered(match.start(), match.end())
+                if covered and self._whole_word(covered[0], covered[-1] + 1):
+                    add(reason, covered)
         for reason, indices in self._duplicates():
             add(reason, indices)
         for indices in self._repeats(used):
