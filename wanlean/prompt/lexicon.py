@@ -66,7 +66,8 @@ def _inflect(verb: str) -> set[str]:
     return forms
 
 
-VERB_FORMS = frozenset(f for v in _VERBS for f in _inflect(v)) | frozenset(_IRREGULAR)
+IRREGULAR = frozenset(_IRREGULAR)
+VERB_FORMS = frozenset(f for v in _VERBS for f in _inflect(v)) | IRREGULAR
 AUXILIARIES = frozenset(_AUXILIARIES)
 
 # Words after a verb that belong to it ("pulls back", "takes off", "looks up").
@@ -86,8 +87,9 @@ DETERMINERS = frozenset(
 )
 # Quantity nouns that take "of" inside a subject ("a group of children", "a flock of birds").
 QUANTITY_NOUNS = frozenset(
-    "group groups flock herd pack crowd swarm school pair couple bunch pile stack row line team family troop "
-    "cluster fleet bouquet handful lot lots number series army band colony pod litter gaggle murder".split()
+    "group groups flock herd pack crowd swarm school pair couple bunch pile stack row rows line team family troop "
+    "cluster fleet bouquet handful lot lots number series army band colony pod litter gaggle murder glass cup "
+    "mug bowl plate bottle jar slice piece basket box field sea cloud swirl plume pool".split()
 )
 # What a style or tag clause is made of: "Anime-style thick-painted style.", "Cinematic, photorealistic, 4K."
 STYLE_WORDS = frozenset(
@@ -99,7 +101,8 @@ STYLE_WORDS = frozenset(
     masterpiece quality high-quality best detailed highly ultra hd uhd 4k 8k hdr sharp award-winning trending
     epic dramatic moody surreal dreamy whimsical minimalist minimal editorial commercial fashion polaroid kodak
     portra fujifilm analog grainy grain look vibe mood genre thick-painted thick ghibli pixar disney wes anderson
-    studio""".split()
+    studio inspired hyperlapse timelapse time-lapse palette tones tone colours colors colour color grading texture atmosphere lighting scale feel
+    feeling aspect ratio super 8 home-movie game retro-game 16-bit 8-bit low-poly isometric""".split()
 )
 # Opening words that announce the video rather than describe it: "The video opens on ...".
 FRAMING_NOUNS = frozenset("video scene shot clip footage film image frame sequence story picture camera".split())

@@ -144,6 +144,12 @@ def _vocabulary():
     return index, chinese(camera_zh), chinese(lighting_zh)
 
 
+@lru_cache(maxsize=1)
+def _tag_words() -> frozenset[str]:
+    """Every word of the camera, lighting and colour vocabulary ("slow", "motion", "dolly", "golden")."""
+    return frozenset(word for entries in _vocabulary()[0].values() for key, _kind in entries for word in key)
+
+
 def _latin_phrases(text: str) -> list[Span]:
     """Colour, camera and lighting phrases among the Latin-script words of `text`; the words of a
     phrase may be joined by spaces or a hyphen."""
@@ -254,7 +260,7 @@ def find(text: str, keep: str | list[str] | None = None) -> tuple[list[Span], li
             if kind == "number" and _LATIN_END.match(m.group()[-1]):
                 span = _bind_to_head(text, span, latin, starts)
             spans.append(span)
-    for role in roles.find(text, frozenset(index)):
+    for role in roles.find(text, _tag_words(), latin):
         spans.append(Span(role.start, role.end, role.kind, text[role.start : role.end]))
     if segment.words(text):
         inside = segment.inner_bounds(text)

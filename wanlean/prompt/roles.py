@@ -18,13 +18,27 @@ import re
 from dataclasses import dataclass
 
 from . import lexicon
-from .compress.vocabulary import FILLER, PREPOSITIONS, STOPWORDS
 from .words import WORD, SEPARATORS, units
 
 _SENTENCE_END = 3
 _HEAD_STOPS = frozenset("who whom whose which that where when while and or but as if because than".split())
 _ADVERB = re.compile(r"[a-z]+ly$")
 _LINKS = frozenset("then also and gently steadily".split())
+_ASIDE = re.compile(r"\([^()\n]*\)|\[[^\[\]\n]*\]|<[^<>\n]*>|\"[^\"\n]*\"|“[^”\n]*”|(?<![\w'])'[^'\n]*'(?![\w'])")
+_SETTING_PREPOSITIONS = frozenset("of through over across into inside in on at from along under above".split())
+
+
+class _Vocabulary:
+    """The compressor's word tables, read on first use: `compress` imports `protect`, which imports this
+    module, so importing them at the top would be circular."""
+
+    def __getattr__(self, name):
+        from .compress import vocabulary
+
+        return getattr(vocabulary, name)
+
+
+_V = _Vocabulary()
 
 
 @dataclass
@@ -35,6 +49,7 @@ class Token:
     end: int
     sentence: int
     clause: int
+    aside: bool = False  # inside brackets or quotation marks: weight syntax, a sign's text
 
 
 def tokens(text: str) -> list[Token]:
@@ -43,12 +58,14 @@ def tokens(text: str) -> list[Token]:
     out: list[Token] = []
     sentence = clause = 0
     previous_end = 0
+    asides = [(m.start(), m.end()) for m in _ASIDE.finditer(text)]
     for unit in units(text):
         if "\n" in text[previous_end : unit.start]:
             sentence, clause = sentence + 1, clause + 1
         previous_end = unit.end
         if unit.kind == WORD:
-            out.append(Token(unit.text, unit.text.lower(), unit.start, unit.end, sentence, clause))
+            aside = any(a <= unit.start < b for a, b in asides)
+            out.append(Token(unit.text, unit.text.lower(), unit.start, unit.end, sentence, clause, aside))
             continue
         clause += 1
         if SEPARATORS.get(unit.text, 0) >= _SENTENCE_END:
@@ -79,19 +96,15 @@ def is_verb(words: list[Token], i: int) -> bool:
         return False
     if before is not None and before.lower in lexicon.AUXILIARIES:
         return True
-    inflected = word.endswith(("s", "ed")) or word in lexicon.VERB_FORMS and not word.endswith("ing") and _irregular(word)
+    inflected = word.endswith(("s", "ed")) or word in lexicon.IRREGULAR
     if after is None:
         return inflected or (before is not None and before.lower.endswith("s"))
     nxt = after.lower
-    if nxt in STOPWORDS or nxt in lexicon.PARTICLES or _ADVERB.match(nxt) or nxt in lexicon.DETERMINERS or nxt[0].isdigit():
+    if nxt in _V.STOPWORDS or nxt in lexicon.PARTICLES or _ADVERB.match(nxt) or nxt in lexicon.DETERMINERS or nxt[0].isdigit():
         return not (word.endswith("ing") and nxt in ("of",))
     if nxt in lexicon.VERB_FORMS and not word.endswith("ing"):
         return False  # "rain falls", "city lights shimmer": the first is a noun
     return inflected
-
-
-def _irregular(word: str) -> bool:
-    return word in lexicon.VERB_FORMS and not any(word.endswith(s) for s in ("s", "ing", "ed"))
 
 
 @dataclass(frozen=True)
@@ -101,16 +114,15 @@ class Role:
     end: int
 
 
-def find(text: str, tag_words: frozenset[str] = frozenset()) -> list[Role]:
+def find(text: str, tag_words: frozenset[str] = frozenset(), words: list[Token] | None = None) -> list[Role]:
     """The subject, action and camera-move roles of the English part of `text`. `tag_words`: the
-    camera, lighting and colour vocabulary (a clause made only of these and style words is a tag)."""
-    words = tokens(text)
+    camera, lighting and colour vocabulary (a clause made only of these and style words is a tag);
+    `words`: `tokens(text)` when the caller has them."""
+    words = tokens(text) if words is None else words
     if not words:
         return []
     roles: list[Role] = []
-    subject = _subject(text, words, tag_words)
-    if subject is not None:
-        first, last = subject
+    for first, last in _subject(text, words, tag_words):
         roles.append(Role("subject", words[first].start, words[last].end))
         action = _action(words, last)
         if action is not None:
@@ -122,7 +134,7 @@ def find(text: str, tag_words: frozenset[str] = frozenset()) -> list[Role]:
 
 def _filler_positions(text: str) -> set[int]:
     starts = set()
-    for reason, pattern in FILLER:
+    for reason, pattern in _V.FILLER:
         if reason in ("politeness", "hedge", "intensifier"):
             for match in pattern.finditer(text):
                 starts.update(range(match.start(), match.end()))
@@ -135,33 +147,62 @@ def _is_tag_clause(clause: list[Token], words: list[Token], tag_words: frozenset
         return True
     if any(is_verb(words, offset + k) for k, t in enumerate(clause)):
         return False
-    def taggy(word: str) -> bool:
-        return (word in lexicon.STYLE_WORDS or word in tag_words or word[0].isdigit()
-                or word.endswith(("-style", "-styled", "-painted", "-like", "-inspired", "-shot")))
-    return all(taggy(t.lower) for t in content) or (len(content) <= 8 and content[-1].lower in lexicon.STYLE_WORDS)
+    if all(_taggy(t.lower, tag_words) for t in content):
+        return True
+    last = content[-1].lower
+    styled = sum(t.lower in lexicon.STYLE_WORDS for t in content)
+    return len(content) <= 8 and (last in lexicon.STYLE_WORDS or (last in lexicon.FRAMING_NOUNS and styled >= 1))
 
 
-def _subject(text: str, words: list[Token], tag_words: frozenset[str]) -> tuple[int, int] | None:
-    filler = _filler_positions(text)
+def _taggy(word: str, tag_words: frozenset[str]) -> bool:
+    return (word in lexicon.STYLE_WORDS or word in tag_words or word[0].isdigit()
+            or word.endswith(("-style", "-styled", "-painted", "-like", "-inspired", "-shot", "-and-white")))
+
+
+def _clauses(words: list[Token]):
+    """(start, end) index ranges of the clauses, in order."""
     index = 0
-    clauses_seen = 0
-    while index < len(words) and clauses_seen < 12:
-        clause_id = words[index].clause
+    while index < len(words):
         end = index
-        while end < len(words) and words[end].clause == clause_id:
+        while end < len(words) and words[end].clause == words[index].clause:
             end += 1
-        clause = words[index:end]
-        clauses_seen += 1
-        has_verb = any(is_verb(words, k) for k in range(index, end))
-        if _is_tag_clause(clause, words, tag_words, index) or (clause[0].lower in PREPOSITIONS and not has_verb and end < len(words)):
-            index = end
-            continue
-        start = _skip_lead(words, index, end, filler, tag_words)
-        found = _noun_phrase(words, start, end)
-        if found is not None:
-            return found
+        yield index, end
         index = end
-    return None
+
+
+def _subject(text: str, words: list[Token], tag_words: frozenset[str]) -> list[tuple[int, int]]:
+    """The subject's (first, last) word indices; when the first noun phrase is a verbless setting ("A
+    bustling spice market: merchants call out"), the next one with a verb in its sentence too."""
+    filler = _filler_positions(text)
+    found: list[tuple[int, int]] = []
+    for count, (index, end) in enumerate(_clauses(words)):
+        if count >= 14:
+            break
+        clause = words[index:end]
+        if found:
+            if clause[0].sentence != words[found[0][0]].sentence:
+                break
+        if all(t.aside for t in clause):
+            continue
+        has_verb = any(is_verb(words, k) for k in range(index, end))
+        if _is_tag_clause(clause, words, tag_words, index) or (clause[0].lower in _V.PREPOSITIONS and not has_verb and end < len(words)):
+            continue
+        if not has_verb and len(clause) <= 2 and end < len(words) and words[end].sentence == clause[0].sentence \
+                and words[end].lower not in lexicon.DETERMINERS:
+            continue  # "A huge, enormous, giant ancient dragon": the adjectives before the noun
+        start = _skip_lead(words, index, end, filler, tag_words)
+        phrase = _noun_phrase(words, start, end)
+        if phrase is None:
+            continue
+        if found:
+            if has_verb:
+                found.append(phrase)
+                break
+            continue
+        found.append(phrase)
+        if has_verb or end >= len(words) or words[end].sentence != clause[0].sentence:
+            break
+    return found
 
 
 def _skip_lead(words: list[Token], start: int, end: int, filler: set[int], tag_words: frozenset[str]) -> int:
@@ -177,10 +218,11 @@ def _skip_lead(words: list[Token], start: int, end: int, filler: set[int], tag_w
     elif p + 1 < end and words[p].lower in ("there", "we", "you") and words[p + 1].lower in ("is", "are", "see", "can", "was", "were"):
         p += 2 + (words[p + 2].lower == "see" if p + 2 < end else 0)
     for k in range(p, min(end, p + 7)):
-        if words[k].lower == "of" and k > p:
+        if words[k].lower in _SETTING_PREPOSITIONS and k > p:
             before = words[k - 1].lower
-            if before in lexicon.FRAMING_NOUNS or before in tag_words or before in lexicon.STYLE_WORDS or before in (
-                    "portrait", "view", "close-up", "closeup", "timelapse", "time-lapse", "shot", "montage", "photo"):
+            framing = before in lexicon.FRAMING_NOUNS or before in tag_words or before in lexicon.STYLE_WORDS or before in (
+                "portrait", "view", "close-up", "closeup", "timelapse", "time-lapse", "hyperlapse", "montage", "photo")
+            if framing and (words[k].lower == "of" or all(_taggy(w.lower, tag_words) for w in words[p:k])):
                 return k + 1
             break
     return p
@@ -198,14 +240,14 @@ def _noun_phrase(words: list[Token], start: int, end: int) -> tuple[int, int] | 
         if first is None and (word in lexicon.DETERMINERS or word in ("of",)):
             i += 1
             continue
-        if word in PREPOSITIONS:
+        if word in _V.PREPOSITIONS:
             if word == "of" and last is not None and words[last].lower in lexicon.QUANTITY_NOUNS:
                 i += 1
                 while i < end and words[i].lower in lexicon.DETERMINERS:
                     i += 1
                 continue
             break
-        if word in _HEAD_STOPS or (word in STOPWORDS and word not in lexicon.DETERMINERS) or word in lexicon.AUXILIARIES:
+        if word in _HEAD_STOPS or (word in _V.STOPWORDS and word not in lexicon.DETERMINERS) or word in lexicon.AUXILIARIES:
             if first is None:
                 return None
             break
@@ -244,7 +286,7 @@ def _object(words: list[Token], verb_end: int) -> int:
     """The end of a short direct object after the verb ("holds a folder", "fills the screen"): a noun
     phrase of up to three words right after it; the verb itself when none follows."""
     nxt = _next(words, verb_end)
-    if nxt is None or nxt.lower in PREPOSITIONS or _ADVERB.match(nxt.lower):
+    if nxt is None or nxt.lower in _V.PREPOSITIONS or _ADVERB.match(nxt.lower):
         return verb_end
     found = _noun_phrase(words, verb_end + 1, len(words))
     clause = words[verb_end].clause
@@ -260,7 +302,7 @@ def _particles(words: list[Token], i: int) -> int:
         if nxt is None or nxt.lower not in lexicon.PARTICLES:
             break
         after = _next(words, last + 1)
-        if after is not None and not (after.lower in STOPWORDS or _ADVERB.match(after.lower)):
+        if after is not None and not (after.lower in _V.STOPWORDS or _ADVERB.match(after.lower)):
             break  # a preposition with its object ("runs through deep snow"), not a particle
         last += 1
     return last

@@ -16,6 +16,7 @@ from . import segment
 from .roles import Role
 from .segment import Word
 
+_ASIDE = re.compile(r"[（(][^（）()\n]*[）)]|“[^”\n]*”|「[^」\n]*」|『[^』\n]*』|\"[^\"\n]*\"")
 _SEPARATORS = set("，。；：！？、,.;:!?\n…（）()【】「」『』“”\"")
 _COLOUR_WORD = re.compile(r"[深浅淡暗亮嫩艳鲜纯]?[红橙黄绿青蓝紫粉棕褐黑白灰金银赤彩橘]+色?|[红橙黄绿青蓝紫粉棕褐黑白灰金银赤橘]+[红橙黄绿青蓝紫粉棕褐黑白灰金银赤]*色")
 _NUMERAL_WORD = re.compile(
@@ -98,17 +99,27 @@ def _is_negation(word: str) -> bool:
 
 def roles(text: str, clauses: list[list[Word]], camera_terms: re.Pattern) -> list[Role]:
     found: list[Role] = []
+    asides = [(m.start(), m.end()) for m in _ASIDE.finditer(text)]
+    subject_sentence = None
     for index, clause in enumerate(clauses):
-        if _is_tag(clause, camera_terms):
-            continue
-        subject = _subject(clause)
-        if subject is not None:
-            first, head = subject
-            found.append(Role("subject", clause[first].start, clause[head].end))
-            action = _action(clauses, index, head)
-            if action is not None:
-                found.append(Role("action", action[0].start, action[1].end))
+        if subject_sentence is not None and _sentence(text, clause[0].start) != subject_sentence:
             break
+        if any(a <= clause[0].start < b for a, b in asides) or _is_tag(clause, camera_terms):
+            continue
+        if _is_verb(clause[0]) and clause[0].text not in _FRAMING and not any(w.text == "的" for w in clause):
+            continue  # "走在楼梯上", "穿过一片麦田": the subject is elsewhere (but "撑着伞的女子" has one)
+        subject = _subject(clause)
+        if subject is None:
+            continue
+        first, head = subject
+        found.append(Role("subject", clause[first].start, clause[head].end))
+        action = _action(clauses, index, head)
+        if action is not None:
+            found.append(Role("action", action[0].start, action[1].end))
+        has_verb = any(_is_verb(w) for w in clause[head + 1 :])
+        if has_verb or subject_sentence is not None:
+            break
+        subject_sentence = _sentence(text, clause[0].start)  # a verbless setting ("清晨的菜市场"): look on
     for clause in clauses:
         for k, word in enumerate(clause):
             if word.text in _CAMERA_NOUNS and k + 1 < len(clause):
@@ -116,6 +127,10 @@ def roles(text: str, clauses: list[list[Word]], camera_terms: re.Pattern) -> lis
                 if last > k:
                     found.append(Role("camera", word.start, clause[last].end))
     return found
+
+
+def _sentence(text: str, position: int) -> int:
+    return sum(text.count(mark, 0, position) for mark in "。！？.!?\n")
 
 
 def _is_tag(clause: list[Word], camera_terms: re.Pattern) -> bool:
@@ -138,8 +153,11 @@ def _subject(clause: list[Word]) -> tuple[int, int] | None:
     head = None
     for k in range(start, len(clause)):
         word = clause[k]
-        if _is_noun(word) and word.text not in _CAMERA_NOUNS and word.text not in _NOT_SUBJECT:
-            head = k
+        counted = k > start and clause[k - 1].flag == "m" and word.flag in ("i", "l", "j", "x")
+        if (_is_noun(word) or counted) and word.text not in _CAMERA_NOUNS and word.text not in _NOT_SUBJECT:
+            head = k  # a counted word is a noun whatever its tag ("一群火烈鸟")
+        elif head is not None and word.flag == "f" and k + 1 < len(clause) and not _is_verb(clause[k + 1]):
+            head, start = None, k + 1  # "沙漠中一支驼队": a place, then the subject
         elif head is not None and (_is_verb(word) or word.flag in ("d", "p", "c", "f")):
             break
     if head is None:
@@ -153,15 +171,25 @@ def _subject(clause: list[Word]) -> tuple[int, int] | None:
 
 
 def _action(clauses: list[list[Word]], index: int, head: int) -> tuple[Word, Word] | None:
-    """The first verb after the subject, in its clause or the next two; a verb that ends in a
-    preposition ("坐在", "走向") keeps its place ("坐在木质窗台上"), up to four words."""
-    for offset, clause in enumerate(clauses[index : index + 3]):
-        first = head + 1 if offset == 0 else 0
-        for k in range(first, len(clause)):
-            word = clause[k]
+    """The subject's verb: past a place phrase ("在清澈的池塘里") and adverbs ("缓缓"), up to three words
+    ("飞起", "游过", "开着红色"); in the subject's clause, else the first verb of the next two. Without
+    jieba's HMM, tags of verbs are unreliable ("飞" as a noun), so the position decides."""
+    clause = clauses[index]
+    k = head + 1
+    if k < len(clause) and clause[k].flag == "p":
+        while k < len(clause) and clause[k].flag != "f" and not (_is_verb(clause[k]) and k > head + 2):
+            k += 1
+        k += k < len(clause) and clause[k].flag == "f"
+    while k < len(clause) and clause[k].flag in ("d", "c", "ad"):
+        k += 1
+    if k < len(clause) and clause[k].text not in ("的", "是", "有"):
+        last = k
+        while last + 1 < len(clause) and last - k < 2 and clause[last + 1].text != "的" and clause[last + 1].flag not in ("p", "x"):
+            last += 1
+        return clause[k], clause[last]
+    for following in clauses[index + 1 : index + 3]:
+        for word in following:
             if _is_verb(word) and word.text not in ("是", "有", "在"):
-                if word.text[-1] in "在到向于进入" and len(word.text) > 1:
-                    return word, clause[min(len(clause) - 1, k + 4)]
                 return word, word
     return None
 

@@ -71,35 +71,35 @@ class Plan(AnalysedPrompt):
         the fit monotone."""
         separated = clause_ids(self.text, self.items)
         word_of = self.word_ids()
-        remaining: dict[int, set[int]] = {}
-        for i, clause in enumerate(separated):
-            if self.items[i].kind != PUNCT:
-                remaining.setdefault(clause, set()).add(word_of[i])
-        original = {clause: len(ws) for clause, ws in remaining.items()}
+        clause_of_word: dict[int, int] = {}
         units_left: dict[int, int] = {}
         for i, clause in enumerate(separated):
             if self.items[i].kind != PUNCT:
+                clause_of_word[word_of[i]] = clause
                 units_left[word_of[i]] = units_left.get(word_of[i], 0) + 1
+        words_left: dict[int, int] = {}
+        for word, clause in clause_of_word.items():
+            words_left[clause] = words_left.get(clause, 0) + 1
+        original = dict(words_left)
         dropped: set[int] = set()
         kept: list[Candidate] = []
         for candidate in ordered:
-            live = [i for i in candidate.indices if i not in dropped and self.items[i].kind != PUNCT]
-            gone_words: dict[int, int] = {}
-            for i in live:
-                gone_words[word_of[i]] = gone_words.get(word_of[i], 0) + 1
-            after: dict[int, set[int]] = {}
-            for word, count in gone_words.items():
+            gone: dict[int, int] = {}
+            for i in candidate.indices:
+                if i not in dropped and self.items[i].kind != PUNCT:
+                    gone[word_of[i]] = gone.get(word_of[i], 0) + 1
+            lost: dict[int, int] = {}
+            for word, count in gone.items():
                 if units_left[word] == count:
-                    clause = separated[next(i for i in live if word_of[i] == word)]
-                    after.setdefault(clause, set(remaining[clause])).discard(word)
-            if any(len(words) == 1 and original[clause] > 1 for clause, words in after.items()):
+                    lost[clause_of_word[word]] = lost.get(clause_of_word[word], 0) + 1
+            if any(words_left[c] - n == 1 and original[c] > 1 for c, n in lost.items()):
                 continue
             kept.append(candidate)
             dropped.update(candidate.indices)
-            for word, count in gone_words.items():
+            for word, count in gone.items():
                 units_left[word] -= count
-            for clause, words in after.items():
-                remaining[clause] = words
+            for clause, count in lost.items():
+                words_left[clause] -= count
         return kept
 
     def _filler(self) -> list[Candidate]:
