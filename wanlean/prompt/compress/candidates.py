@@ -23,8 +23,8 @@ class Plan(AnalysedPrompt):
     def extractive_order(self) -> list[Candidate]:
         """Every piece the extractive method may drop, in the order it drops them: filler (politeness,
         hedges, intensifiers, padding, duplicates, repeats), then whole low-value clauses, then pronouns,
-        auxiliaries and conjunctions, then articles and particles (kept while the budget allows), then
-        prepositions. Single content words never go alone, and a piece that would leave a clause of one
+        auxiliaries and conjunctions, then articles (kept while the budget allows), then prepositions.
+        Chinese 的 stays: dropping it saves nothing in most vocabularies, where it merges with its neighbours. Single content words never go alone, and a piece that would leave a clause of one
         word is left out: no "close." or "camera." fragments."""
         filler = self._filler()
         taken = {i for c in filler for i in c.indices}
@@ -33,12 +33,6 @@ class Plan(AnalysedPrompt):
             Candidate("article", [i])
             for i, word in enumerate(self.lower)
             if i not in taken and self._droppable(i) and self.items[i].kind == WORD and word in ARTICLES
-        ]
-        articles += [
-            Candidate("particle", [i])
-            for i, word in enumerate(self.lower)
-            if word == "的" and i not in taken and self._droppable(i) and self._whole_word(i, i + 1)
-            and 0 < i < len(self.items) - 1 and self.items[i - 1].kind == CJK and self.items[i + 1].kind == CJK
         ]
         for match in ARTICLE_ZH.finditer(self.text):
             indices = list(self._covered(match.start(), match.end()))
@@ -140,7 +134,10 @@ class Plan(AnalysedPrompt):
                     earlier = self.lower[previous_word]
                     same = word == earlier or (word in SYNONYM_GROUP and SYNONYM_GROUP.get(earlier) == SYNONYM_GROUP[word])
                     if same and word not in STOPWORDS:
-                        yield "duplicate", list(between) + [index]
+                        later = list(between) + [index]
+                        # The later word may belong to the subject ("a big, big dog"): then the earlier goes.
+                        protected = any(not self._droppable(i, separators=True) for i in later)
+                        yield "duplicate", [previous_word] + list(between) if protected else later
             previous_word = index
         matches = list(SYNONYM_ZH.finditer(self.text))
         for first, second in zip(matches, matches[1:]):

@@ -56,6 +56,10 @@ class Fit:
             k = last
         else:
             k = _first_fitting(self._guess(ordered, first_drop, limit), fits, last)
+        # A drop can add a token where pieces merge differently; of the states measured up to k, take the
+        # shortest, so a longer prefix never means a longer text.
+        state(k)
+        k = min((j for j in measured if j <= k), key=lambda j: (measured[j][2], -j))
         keep, text, count = state(k)
         return self._result(keep, ordered[:k], text, count, method)
 

@@ -109,7 +109,7 @@ PREPOSITIONS = set(
     along around toward towards near up down out off about against among upon within without""".split()
 )
 CONJUNCTIONS = {"and", "or", "but", "nor", "yet", "so", "then", "while", "whilst", "as", "when", "where"}
-CJK_SINGLE = set("的了着")  # CJK characters that may go one by one
+CJK_SINGLE = set("了着")  # CJK characters that may go one by one (的 stays: it merges with its neighbours)
 BRACKETS = set("()[]{}（）【】《》〈〉<>")
 CJK_FUNCTION = set("的了着地得在是和与及并也又都就还把被将从向对于而且或这那其")
 
