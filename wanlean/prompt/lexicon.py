@@ -39,7 +39,7 @@ ran sat stood held fought flew swum swam rode fell rose risen drove ate drank sa
 cut threw thrown caught hit swung shook slept lay lain knelt hid arose left led crept dove dived sank sunk
 burnt burned shone grew grown froze frozen blew blown broke broken bent built dug put set hung wore worn
 spun leapt leaped bit bitten took taken went gone came come saw seen made did gave given found told felt
-kept brought began begun stuck struck swept wove woven knelt slid lit cast spread split strode sought
+kept brought began begun stuck struck swept wove woven knelt slid lit cast spread split strode sought written
 """.split()
 
 _DOUBLE = set("run sit swim hop spin jog step stop drop grab hug nod pat skip slip tap wag chop shop plan dig trot strum dip stir sip pet rub bob flip clap sob grin trim skim".split())
