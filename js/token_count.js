@@ -89,6 +89,11 @@ async function countWidget(node, name) {
   const text = typeof widget.value === "string" ? widget.value : "";
   const tokenizer = currentTokenizer();
   let answer = await askServer(text, tokenizer, budget);
+  if (answer.busy) {
+    // The server is counting other long texts (503): keep the current readout and ask again shortly.
+    if (sequence === readout.sequence[name]) setTimeout(() => scheduleCount(node, name), 1000);
+    return;
+  }
   let note = "";
   if (answer.error && tokenizer !== "estimate") {
     note = `; ${tokenizer} unusable`;
@@ -114,6 +119,7 @@ async function askServer(text, tokenizer, budget) {
       body: JSON.stringify({ text, tokenizer, budget }),
     });
     const answer = await response.json();
+    if (response.status === 503) return { busy: true, error: answer.error };
     return response.ok ? answer : { error: answer.error ?? `HTTP ${response.status}` };
   } catch (error) {
     return { error: String(error) };

@@ -19,6 +19,7 @@ NODE_MODULES = (
     "video.sampler",
     "video.load_comfy_files",
     "video.lora",
+    "video.aigc_label",
 )
 
 NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, DISABLED = collect(__name__, NODE_MODULES)

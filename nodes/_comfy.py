@@ -121,6 +121,27 @@ def add_route(method: str, path: str, handler) -> bool:
     return True
 
 
+def video_with_metadata(images, fps: float, metadata: dict):
+    """ComfyUI's VIDEO (as core CreateVideo builds it) that also writes `metadata` into the container when
+    core SaveVideo saves it, beside ComfyUI's own prompt/workflow entries (and even with
+    --disable-metadata: a content label is not optional)."""
+    from fractions import Fraction
+
+    try:
+        from comfy_api.latest import InputImpl, Types
+    except ImportError:
+        raise WanLeanError("the video output needs ComfyUI 0.3.45 or newer (comfy_api.latest); update ComfyUI.") from None
+
+    class VideoWithMetadata(InputImpl.VideoFromComponents):
+        def save_to(self, path, format=None, codec=None, metadata=None):
+            merged = {**(metadata or {}), **extra}
+            kwargs = {k: v for k, v in (("format", format), ("codec", codec)) if v is not None}
+            return super().save_to(path, metadata=merged, **kwargs)
+
+    extra = dict(metadata)
+    return VideoWithMetadata(Types.VideoComponents(images=images, frame_rate=Fraction(fps).limit_denominator(1000)))
+
+
 def output_directory() -> str | None:
     """ComfyUI's output folder (None outside ComfyUI)."""
     fp = folder_paths()

@@ -5,7 +5,12 @@ can be called directly.
 POST /wanlean/tokens  {"text": str, "tokenizer": name from models/text_encoders or "estimate",
                        "negative": str (optional), "budget": int (optional, default 512)}
   200 → the counts (see wanlean.tokens.TokenReport.as_dict); 400 → {"error": message} for bad input or an
-  unusable file; 413 → {"error": ...} for a body over 1 MB.
+  unusable file; 413 → {"error": ...} for a body over 1 MB; 503 → {"error": ...} when too many long texts
+  are already waiting (the editor simply asks again on the next keystroke).
+
+The route shares ComfyUI's event loop, so a burst of long texts must not hold it up: a body up to
+INLINE_BODY_BYTES (any real prompt) is counted at once, on the loop, in well under a millisecond; a longer
+one goes to one worker thread, at most MAX_PENDING at a time, and the rest are turned away with 503.
 """
 
 from __future__ import annotations
@@ -23,7 +28,37 @@ log = logging.getLogger("wanlean")
 TOKENS_ROUTE = "/wanlean/tokens"
 MAX_BODY_BYTES = 1024 * 1024
 MAX_BUDGET = 100000
+INLINE_BODY_BYTES = 16 * 1024
+MAX_PENDING = 4
 _registered = False
+
+
+class Admission:
+    """At most `limit` long requests queued or running; the event loop is the only caller (no lock)."""
+
+    def __init__(self, limit: int = MAX_PENDING):
+        self.limit = limit
+        self.pending = 0
+        self._executor = None
+
+    def enter(self) -> bool:
+        if self.pending >= self.limit:
+            return False
+        self.pending += 1
+        return True
+
+    def leave(self) -> None:
+        self.pending -= 1
+
+    def executor(self):
+        if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wanlean-tokens")
+        return self._executor
+
+
+_long_requests = Admission()
 
 
 def answer_tokens(body: bytes) -> tuple[int, dict]:
@@ -100,6 +135,20 @@ async def _tokens_handler(request):
             {"error": f"the request body is over {MAX_BODY_BYTES // (1024 * 1024)} MB; send a shorter text."},
             status=413,
         )
-    # A very long text takes milliseconds to count: keep it off the event loop that serves the UI.
-    status, answer = await asyncio.get_running_loop().run_in_executor(None, answer_tokens, body)
+    status, answer = await answer_off_the_loop(body, _long_requests, asyncio.get_running_loop())
     return web.json_response(answer, status=status)
+
+
+async def answer_off_the_loop(body: bytes, admission: Admission, loop) -> tuple[int, dict]:
+    """A short body is answered at once; a long one in the worker thread, or 503 when it is full."""
+    if len(body) <= INLINE_BODY_BYTES:
+        return answer_tokens(body)
+    if not admission.enter():
+        return 503, {
+            "error": f"busy: {admission.pending} long texts are being counted; try again in a moment "
+            f"(texts under {INLINE_BODY_BYTES // 1024} KB are always answered at once)."
+        }
+    try:
+        return await loop.run_in_executor(admission.executor(), answer_tokens, body)
+    finally:
+        admission.leave()

@@ -85,3 +85,25 @@ def test_a_damaged_disk_cache_entry_is_never_used(comfy, tiny_a14b, damage):
     prompt_line = next(line for line in report.splitlines() if line.lstrip().startswith("prompt"))
     assert "cache miss" in prompt_line and "hit (disk)" not in prompt_line, report
     assert comfy.get("/system_stats").ok
+
+
+def test_a_small_request_during_a_burst_of_long_ones_is_answered(comfy):
+    """24 long texts at once: each is counted or turned away with 503 'busy', never a 500; a short request
+    sent in the middle of the burst gets its count, and ComfyUI keeps answering."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    long_body = {"text": ("a red fox runs through deep snow 一只狐狸 " * 5000)[:150_000], "tokenizer": "estimate"}
+
+    def send_long(_):
+        return comfy.post("/wanlean/tokens", json=long_body, timeout=120)
+
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        burst = [pool.submit(send_long, i) for i in range(24)]
+        small = comfy.post("/wanlean/tokens", json={"text": "a red fox", "tokenizer": "estimate"}, timeout=60)
+        stats = comfy.get("/system_stats", timeout=60)
+        answers = [future.result() for future in burst]
+    assert small.status_code == 200 and small.json()["tokens"] > 1
+    assert stats.ok
+    assert {a.status_code for a in answers} <= {200, 503}
+    assert all(a.json()["error"].startswith("busy:") for a in answers if a.status_code == 503)
+    assert any(a.status_code == 200 for a in answers)

@@ -1,5 +1,6 @@
 """The `wanlean` command (also `python -m wanlean`).
 
+    wanlean label VIDEO_FILE     print the AI-generated-content (AIGC) label in a video's metadata
     wanlean prep FILE [--out OUT] [--text-encoder FILE] [--method extractive] [--target-ratio 0.7]
                       [--keep "a, b"] [--max-tokens 512] [--tail-tokens -1] [--model FOLDER_OR_ID]
 
@@ -38,12 +39,42 @@ def _parser() -> argparse.ArgumentParser:
     prep.add_argument("--keep", default="", help="comma-separated words never to drop, for every prompt")
     prep.add_argument("--max-tokens", type=int, default=WAN_TEXT_LEN, help="token budget, </s> included (default 512)")
     prep.add_argument("--tail-tokens", type=int, default=truncate.AUTO_TAIL, help="tokens kept from the end when cutting (default -1: 3/8 of --max-tokens)")
+    label = commands.add_parser(
+        "label",
+        help="print the AI-generated-content label (AIGC metadata) of a saved video",
+        description="Read a video file's container metadata and print its AIGC entry (GB 45438-2025 implicit label).",
+    )
+    label.add_argument("video", metavar="VIDEO_FILE", help="a video file, e.g. one saved by ComfyUI's SaveVideo")
     return parser
+
+
+def _label(path: str) -> int:
+    """`wanlean label VIDEO_FILE`: 0 and the entry as JSON, 1 when the file has none, 2 for an error."""
+    import json
+    import os
+
+    from .video.label import METADATA_KEY, read_label
+
+    if not os.path.isfile(path):
+        print(f"wanlean label: error: VIDEO_FILE: '{path}' is not a file.", file=sys.stderr)
+        return 2
+    try:
+        entry = read_label(path)
+    except WanLeanError as exc:
+        print(f"wanlean label: error: {exc}", file=sys.stderr)
+        return 2
+    if entry is None:
+        print(f"{path}: no {METADATA_KEY} label in its metadata (not labelled as AI-generated content).")
+        return 1
+    print(json.dumps({METADATA_KEY: entry}, ensure_ascii=False, indent=1))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "label":
+        return _label(args.video)
     if args.command != "prep":
         parser.print_help()
         return 2

@@ -43,6 +43,18 @@ def clean_text(text: str) -> str:
     return _LONE_SURROGATE.sub("\ufffd", text)
 
 
+MAX_TEXT_CHARS = 200_000  # Wan reads 512 tokens (a few thousand characters); far more is a mistake or an attack
+
+
+def check_text_size(text: str, what: str = "text") -> None:
+    """Refuse a text input over MAX_TEXT_CHARS with a message naming the input and the fix."""
+    if len(text) > MAX_TEXT_CHARS:
+        raise WanLeanError(
+            f"{what}: {len(text):,} characters is over the {MAX_TEXT_CHARS:,}-character limit for a prompt "
+            f"(Wan reads at most {WAN_TEXT_LEN} tokens, a few thousand characters). Shorten the text or split it."
+        )
+
+
 def lone_surrogates(text: str) -> int:
     """How many lone UTF-16 surrogates `clean_text` would replace."""
     return len(_LONE_SURROGATE.findall(text))
@@ -405,8 +417,9 @@ def _first_words(text: str, words: int = 12, max_chars: int = 120) -> str:
     return head + ("…" if len(head) < len(flat) else "")
 
 
-def count_text(tokenizer: Tokenizer, text: str) -> TextCount:
+def count_text(tokenizer: Tokenizer, text: str, what: str = "text") -> TextCount:
     text = clean_text(text)
+    check_text_size(text, what)
     tokens = tokenizer.count(text)
     lost = ""
     if tokens > WAN_TEXT_LEN:
@@ -424,5 +437,5 @@ def analyze(tokenizer: Tokenizer, text: str, negative: str | None = None, budget
         tokenizer=tokenizer.source,
         budget=budget,
         prompt=count_text(tokenizer, text),
-        negative=None if negative is None else count_text(tokenizer, negative),
+        negative=None if negative is None else count_text(tokenizer, negative, "negative"),
     )

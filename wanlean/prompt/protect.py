@@ -287,3 +287,16 @@ def _whole_words(text: str, start: int, end: int, kind: str, inside: frozenset[i
     while end in inside:
         end += 1
     return Span(start, end, kind, text[start:end])
+
+
+def atoms(text: str) -> list[tuple[int, int]]:
+    """(start, end) of the spans a cut must keep whole or drop whole: ComfyUI weight groups `(…:1.2)`,
+    `<lora:…>` style tags and quoted text. Sorted; an atom inside another is covered by the outer one."""
+    found = sorted((m.start(), m.end()) for pattern in (_WEIGHT, _QUOTE) for m in pattern.finditer(text))
+    merged: list[tuple[int, int]] = []
+    for start, end in found:
+        if merged and start < merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged

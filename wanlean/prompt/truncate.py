@@ -3,8 +3,9 @@
 Wan runtimes cut a prompt at 512 tokens (``</s>`` included) and lose its end, where style and camera
 words usually sit. Keeping the head (subject, scene) and the tail (style, camera) and dropping the middle
 keeps more of what matters. Cuts fall at clause or sentence boundaries when that costs little, never inside
-a word or a CJK character, and the result is counted again with the same tokenizer: it never exceeds the
-budget.
+a word or a CJK character, and never inside an atom: a weight group `(…:1.2)`, a `<lora:…>` tag or a quoted
+span is kept whole or dropped whole (`protect.atoms`). The result is counted again with the same tokenizer:
+it never exceeds the budget. Work is linear in the text (one pass for boundaries, O(log n) real counts).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import re
 from dataclasses import dataclass
 
 from ..errors import WanLeanError
-from ..tokens import WAN_TEXT_LEN, Tokenizer, boundaries, clean_text, load_tokenizer
+from ..tokens import WAN_TEXT_LEN, Tokenizer, boundaries, check_text_size, clean_text, load_tokenizer
 from ..charsets import CJK_CHARS
+from .protect import atoms
 from .words import SEPARATORS
 
 TAIL_SHARE = 3 / 8  # the default tail: 3/8 of the budget (192 of 512; the seed's 24 of 64)
@@ -103,6 +105,7 @@ def truncate(
             f"{max_tokens - 1}, or -1 for 3/8 of max_tokens."
         )
     text = clean_text(text) if isinstance(text, str) else ""
+    check_text_size(text, "text")
     before = tokenizer.count(text)
     result = TruncateResult(text, "", tokenizer.label, before, before, max_tokens, tail, notes=[])
     if before <= max_tokens:
@@ -119,7 +122,7 @@ class _Cutter:
     def __init__(self, text: str, tokenizer: Tokenizer):
         self.text = text
         self.tokenizer = tokenizer
-        self.bounds = boundaries(text)
+        self.bounds = _outside_atoms(boundaries(text), atoms(text))
         # Estimated pieces before each boundary: prefix sums over the stretches between boundaries.
         self.prefix = [0]
         cache: dict[str, int] = {}
@@ -132,13 +135,16 @@ class _Cutter:
         self.clause_bounds = set(self._clause_boundaries())
 
     def _clause_boundaries(self):
-        """Boundaries right after a separator (and the whitespace after it) or at a line start."""
+        """Boundaries right after a separator (and the whitespace after it) or at a line start. One look
+        back over whitespace per boundary: the whitespace runs are disjoint, so this is linear."""
         text = self.text
         for index, position in enumerate(self.bounds):
             if position == 0 or position == len(text):
                 continue
-            before = text[:position].rstrip()
-            if before and (before[-1] in SEPARATORS or "\n" in text[len(before) : position + 1]):
+            before = position
+            while before > 0 and text[before - 1].isspace():
+                before -= 1
+            if before and (text[before - 1] in SEPARATORS or "\n" in text[before : position + 1]):
                 yield index
 
     def pieces(self, start: int, end: int) -> int:
@@ -250,6 +256,18 @@ class _Cutter:
         if not head_text and not tail_text:
             result.notes.append("no word boundary to cut at within the budget (one very long word?): nothing was kept")
         return result
+
+
+def _outside_atoms(bounds: list[int], spans: list[tuple[int, int]]) -> list[int]:
+    """The boundaries that do not fall strictly inside an atom span (both lists sorted)."""
+    kept, span_index = [], 0
+    for position in bounds:
+        while span_index < len(spans) and spans[span_index][1] <= position:
+            span_index += 1
+        if span_index < len(spans) and spans[span_index][0] < position < spans[span_index][1]:
+            continue
+        kept.append(position)
+    return kept
 
 
 def _join(head: str, tail: str) -> str:

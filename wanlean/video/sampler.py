@@ -25,7 +25,7 @@ from .models import OFFICIAL_NEGATIVE
 from .schedule import NUM_TRAIN_TIMESTEPS, SAMPLERS, cfg_enabled, count_forwards, forwards_per_step, make_scheduler, plan_steps
 from .session import WanSession
 from .text_encoding import EncodedText, encode_texts, padded_batch
-from ..tokens import clean_text, lone_surrogates
+from ..tokens import check_text_size, clean_text, lone_surrogates
 from .video_shape import check_frames, check_size
 
 
@@ -153,6 +153,7 @@ def resolve_settings(session: WanSession, request: VideoRequest) -> Settings:
     for name, text in texts.items():
         if not isinstance(text, str):
             raise WanLeanError(f"{name} must be text; got {type(text).__name__}.")
+        check_text_size(text, name)
         if lone := lone_surrogates(text):
             notes.append(f"{name}: {lone} broken character{'s' if lone > 1 else ''} (unpaired UTF-16 surrogate) replaced by U+FFFD")
     return Settings(

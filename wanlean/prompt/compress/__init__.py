@@ -74,6 +74,7 @@ def compress(
     if not isinstance(tokenizer, tokens.Tokenizer):
         tokenizer = tokens.load_tokenizer(tokenizer)
     text = tokens.clean_text(text) if isinstance(text, str) else ""
+    tokens.check_text_size(text, "text")
     if not text.strip():
         result = CompressResult(text, method, tokenizer.label, tokenizer.count(text), tokenizer.count(text), ratio)
         result.notes.append("empty text: nothing to compress, passed through")
