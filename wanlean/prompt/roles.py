@@ -192,7 +192,7 @@ def _subject(text: str, words: list[Token], tag_words: frozenset[str]) -> list[t
             continue  # "A huge, enormous, giant ancient dragon": the adjectives before the noun
         start = _skip_lead(words, index, end, filler, tag_words)
         phrase = _noun_phrase(words, start, end)
-        if phrase is None and words[start].lower in lexicon.VERB_FORMS:
+        if phrase is None and start < end and words[start].lower in lexicon.VERB_FORMS:
             # A participle first ('"Happy Birthday" written in icing on a chocolate cake'): the thing it is on.
             places = [k for k in range(start + 1, end) if words[k].lower in _V.PREPOSITIONS]
             phrase = _noun_phrase(words, places[-1] + 1, end) if places else None
