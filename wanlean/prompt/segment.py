@@ -30,10 +30,6 @@ class Word:
     text: str
     flag: str  # jieba's part of speech: n noun, v verb, a adjective, m numeral, d adverb, p preposition, ...
 
-    @property
-    def is_noun(self) -> bool:
-        return self.flag.startswith(("n", "r")) and self.flag not in ("nr",) or self.flag in ("nr", "vn")
-
 
 @lru_cache(maxsize=1)
 def _tagger():
