@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 
 from . import lexicon
+from .vocabulary import FILLER, PREPOSITIONS, STOPWORDS
 from .words import WORD, SEPARATORS, units
 
 _SENTENCE_END = 3
@@ -26,19 +27,6 @@ _ADVERB = re.compile(r"[a-z]+ly$")
 _LINKS = frozenset("then also and gently steadily".split())
 _ASIDE = re.compile(r"\([^()\n]*\)|\[[^\[\]\n]*\]|<[^<>\n]*>|\"[^\"\n]*\"|“[^”\n]*”|(?<![\w'])'[^'\n]*'(?![\w'])")
 _SETTING_PREPOSITIONS = frozenset("of through over across into inside in on at from along under above".split())
-
-
-class _Vocabulary:
-    """The compressor's word tables, read on first use: `compress` imports `protect`, which imports this
-    module, so importing them at the top would be circular."""
-
-    def __getattr__(self, name):
-        from .compress import vocabulary
-
-        return getattr(vocabulary, name)
-
-
-_V = _Vocabulary()
 
 
 @dataclass
@@ -100,7 +88,7 @@ def is_verb(words: list[Token], i: int) -> bool:
     if after is None:
         return inflected or (before is not None and before.lower.endswith("s"))
     nxt = after.lower
-    if nxt in _V.STOPWORDS or nxt in lexicon.PARTICLES or _ADVERB.match(nxt) or nxt in lexicon.DETERMINERS or nxt[0].isdigit():
+    if nxt in STOPWORDS or nxt in lexicon.PARTICLES or _ADVERB.match(nxt) or nxt in lexicon.DETERMINERS or nxt[0].isdigit():
         return not (word.endswith("ing") and nxt in ("of",))
     if nxt in lexicon.VERB_FORMS and not word.endswith("ing"):
         return False  # "rain falls", "city lights shimmer": the first is a noun
@@ -134,7 +122,7 @@ def find(text: str, tag_words: frozenset[str] = frozenset(), words: list[Token] 
 
 def _filler_positions(text: str) -> set[int]:
     starts = set()
-    for reason, pattern in _V.FILLER:
+    for reason, pattern in FILLER:
         if reason in ("politeness", "hedge", "intensifier"):
             for match in pattern.finditer(text):
                 starts.update(range(match.start(), match.end()))
@@ -185,7 +173,7 @@ def _subject(text: str, words: list[Token], tag_words: frozenset[str]) -> list[t
         if all(t.aside for t in clause):
             continue
         has_verb = any(is_verb(words, k) for k in range(index, end))
-        if _is_tag_clause(clause, words, tag_words, index) or (clause[0].lower in _V.PREPOSITIONS and not has_verb and end < len(words)):
+        if _is_tag_clause(clause, words, tag_words, index) or (clause[0].lower in PREPOSITIONS and not has_verb and end < len(words)):
             continue
         if not has_verb and len(clause) <= 2 and end < len(words) and words[end].sentence == clause[0].sentence \
                 and words[end].lower not in lexicon.DETERMINERS:
@@ -194,7 +182,7 @@ def _subject(text: str, words: list[Token], tag_words: frozenset[str]) -> list[t
         phrase = _noun_phrase(words, start, end)
         if phrase is None and start < end and words[start].lower in lexicon.VERB_FORMS:
             # A participle first ('"Happy Birthday" written in icing on a chocolate cake'): the thing it is on.
-            places = [k for k in range(start + 1, end) if words[k].lower in _V.PREPOSITIONS]
+            places = [k for k in range(start + 1, end) if words[k].lower in PREPOSITIONS]
             phrase = _noun_phrase(words, places[-1] + 1, end) if places else None
         if phrase is None:
             continue
@@ -244,14 +232,14 @@ def _noun_phrase(words: list[Token], start: int, end: int) -> tuple[int, int] | 
         if first is None and (word in lexicon.DETERMINERS or word in ("of",)):
             i += 1
             continue
-        if word in _V.PREPOSITIONS:
+        if word in PREPOSITIONS:
             if word == "of" and last is not None and words[last].lower in lexicon.QUANTITY_NOUNS:
                 i += 1
                 while i < end and words[i].lower in lexicon.DETERMINERS:
                     i += 1
                 continue
             break
-        if word in _HEAD_STOPS or (word in _V.STOPWORDS and word not in lexicon.DETERMINERS) or word in lexicon.AUXILIARIES:
+        if word in _HEAD_STOPS or (word in STOPWORDS and word not in lexicon.DETERMINERS) or word in lexicon.AUXILIARIES:
             if first is None:
                 return None
             break
@@ -290,7 +278,7 @@ def _object(words: list[Token], verb_end: int) -> int:
     """The end of a short direct object after the verb ("holds a folder", "fills the screen"): a noun
     phrase of up to three words right after it; the verb itself when none follows."""
     nxt = _next(words, verb_end)
-    if nxt is None or nxt.lower in _V.PREPOSITIONS or _ADVERB.match(nxt.lower):
+    if nxt is None or nxt.lower in PREPOSITIONS or _ADVERB.match(nxt.lower):
         return verb_end
     found = _noun_phrase(words, verb_end + 1, len(words))
     clause = words[verb_end].clause
@@ -306,7 +294,7 @@ def _particles(words: list[Token], i: int) -> int:
         if nxt is None or nxt.lower not in lexicon.PARTICLES:
             break
         after = _next(words, last + 1)
-        if after is not None and not (after.lower in _V.STOPWORDS or _ADVERB.match(after.lower)):
+        if after is not None and not (after.lower in STOPWORDS or _ADVERB.match(after.lower)):
             break  # a preposition with its object ("runs through deep snow"), not a particle
         last += 1
     return last

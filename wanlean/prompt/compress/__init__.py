@@ -16,7 +16,7 @@ camera move, negations, numbers and units, colours, camera and lighting terms, q
 weight syntax. The fit is monotone: a lower target never gives a longer result (`fit.py`). The ratio is measured in umT5
 tokens (``</s>`` included) with the tokenizer given, exact from a text-encoder file or the estimate.
 
-The package: `vocabulary` (word tables), `analysed` (the prompt's units, protection and token costs),
+The package (word tables in `..vocabulary`): `analysed` (the prompt's units, protection and token costs),
 `candidates` and `clauses` (what may go, in order), `fit` (the drop loop and its notes), `summarize`
 (the model rewrite) and `result` (`CompressResult` and its report).
 """
@@ -27,7 +27,8 @@ from ... import tokens
 from ...errors import WanLeanError
 from .. import protect
 from ..words import words
-from .vocabulary import CJK_FUNCTION, STOPWORDS
+from .. import vocabulary
+from ..vocabulary import CJK_FUNCTION, STOPWORDS
 from .candidates import Plan
 from .fit import Fit
 from .result import LOW_RATIO, TOLERANCE, CompressResult, Dropped

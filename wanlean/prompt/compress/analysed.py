@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ... import tokens
 from .. import protect, segment
 from ..words import CJK, PUNCT, Unit, bracket_pairs, clause_ids, rebuild, tidy, units
-from .vocabulary import ARTICLES, BRACKETS, CJK_FUNCTION, CLAUSE_STARTERS, CONJUNCTIONS, PREPOSITIONS, STOPWORDS
+from ..vocabulary import ARTICLES, BRACKETS, CJK_FUNCTION, CLAUSE_STARTERS, CONJUNCTIONS, PREPOSITIONS, STOPWORDS
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..words import CJK, PUNCT, WORD, clause_ids
 from .analysed import AnalysedPrompt, Candidate
 from .clauses import clause_candidates
-from .vocabulary import (
+from ..vocabulary import (
     ARTICLE_ZH, ARTICLES, CJK_FUNCTION, CJK_SINGLE, FILLER, LIST_JOINERS, PREPOSITIONS, STOPWORDS, SYNONYM_GROUP,
     SYNONYM_ZH, SYNONYM_ZH_GROUP,
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..words import PUNCT, SEPARATORS, WORD
 from .. import lexicon
-from .vocabulary import CLAUSE_STARTERS, PREPOSITIONS
+from ..vocabulary import CLAUSE_STARTERS, PREPOSITIONS
 from .analysed import Candidate
 
 

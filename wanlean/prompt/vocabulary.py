@@ -1,13 +1,13 @@
-"""The extractive method's word tables: filler, synonyms, articles, function words, clause starters.
+"""The prompt tools' word tables: filler, synonyms, articles, function words, clause starters.
 
-Data, not algorithm: `candidates` and `analysed` read them. English and Chinese side by side.
+Data, not algorithm: the compressor (`compress/`) and the role finder (`roles.py`) read them. English and Chinese side by side.
 """
 
 from __future__ import annotations
 
 import re
 
-from ...charsets import LATIN_WORD_END, LATIN_WORD_START
+from ..charsets import LATIN_WORD_END, LATIN_WORD_START
 
 # What counts as filler.
 _FILLER_EN = {
