@@ -32,12 +32,35 @@ def test_prep_on_the_sample(tmp_path, capsys):
         assert row["tokens_after"] <= 512 and row["result"]
         assert row["compress"]["words_added"] == []
         assert row["compress"]["protected_kept"] == row["compress"]["protected_total"]
+        assert row["protected_kept"] == sum(s in row["result"] for s in _spans(row)) <= row["protected_total"]
+        assert row["protected_kept"] == row["protected_total"] or row["truncate"]["truncated"]
         assert {"tokens_before", "ratio", "changed", "truncate", "normalized", "line"} <= set(row)
     assert any(r["over_budget_before"] for r in rows), "the sample should show one prompt over 512 tokens"
     assert any(r["tokens_after"] < r["tokens_before"] for r in rows)
     assert f"wanlean prep: {len(rows)} prompts from {SAMPLE} -> {out}" in summary
     assert "tokens before: min" in summary and "over 512 tokens: 1 before, 0 after" in summary
     assert "estimate" in summary and "words added: 0" in summary
+
+
+def _spans(row):
+    from wanlean.prompt import protect
+
+    return [span.text for span in protect.find(row["normalized"])[0]]
+
+
+def test_protected_spans_are_counted_after_truncation(tmp_path, capsys):
+    out = tmp_path / "out.jsonl"
+    assert cli.main(["prep", str(SAMPLE), "--out", str(out), "--max-tokens", "64"]) == 0
+    summary = capsys.readouterr().out
+    rows = _rows(out)
+    cut = [r for r in rows if r["truncate"]["truncated"]]
+    assert cut, "with 64 tokens some prompts are cut"
+    kept = sum(r["protected_kept"] for r in rows)
+    total = sum(r["protected_total"] for r in rows)
+    for row in rows:
+        assert row["protected_kept"] == sum(s in row["result"] for s in _spans(row))
+    assert kept < total  # the cut lost spans that compression kept, and the summary says so
+    assert f"protected spans kept (after truncation): {kept}/{total}" in summary
 
 
 def test_default_output_sits_beside_the_input(tmp_path, capsys):

@@ -32,5 +32,6 @@ def test_template_workflow_runs_to_success(comfy):
     assert comfy.ui_of(entry, "2")["text"] == [
         "a lighthouse keeper, on a rocky island, he climbs the spiral stairs, backlight, low angle."
     ]
-    assert comfy.ui_of(entry, "3")["text"] == ["backlight, low angle"]
+    # keywords: the subject, scene and motion as typed, then the aesthetic slots (issue 11)
+    assert comfy.ui_of(entry, "3")["text"] == ["a lighthouse keeper, on a rocky island, he climbs the spiral stairs, backlight, low angle"]
 

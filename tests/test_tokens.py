@@ -111,8 +111,19 @@ def test_folder_with_spiece_model(tmp_path, spiece_bytes, sp):
     folder.mkdir()
     (folder / "spiece.model").write_bytes(spiece_bytes)
     tokenizer = tokens.load_tokenizer(folder)
-    assert tokenizer.exact and "umt5_tokenizer" in tokenizer.label
+    # Its counts are exact for its own vocabulary, but that vocabulary is not umT5's: it is named, not "exact".
+    assert not tokenizer.exact and tokenizer.label.startswith("tokenizer umt5_tokenizer (not umT5")
+    assert "exact" not in tokenizer.label
     assert [tokenizer.count(p) for p in PROMPTS] == [len(sp.encode(p)) + 1 for p in PROMPTS]
+
+
+def test_a_folder_is_exact_only_with_umt5s_vocabulary(tmp_path, spiece_bytes, monkeypatch):
+    folder = tmp_path / "umt5-xxl"
+    folder.mkdir()
+    (folder / "spiece.model").write_bytes(spiece_bytes)
+    monkeypatch.setattr(tokens.SentencePieceTokenizer, "__len__", lambda self: 256_384)
+    tokenizer = tokens.load_tokenizer(folder)
+    assert tokenizer.exact and tokenizer.label.startswith("exact")
 
 
 def _tokenizer_json(sp, path):
@@ -133,7 +144,7 @@ def test_folder_with_tokenizer_json(tmp_path, sp):
     folder.mkdir()
     _tokenizer_json(sp, folder / "tokenizer.json")
     tokenizer = tokens.load_tokenizer(folder)
-    assert isinstance(tokenizer, tokens.JsonTokenizer) and tokenizer.exact
+    assert isinstance(tokenizer, tokens.JsonTokenizer) and "(not umT5" in tokenizer.label
     assert len(tokenizer) == sp.get_piece_size()
     for prompt in CORPUS:
         assert tokenizer.count(prompt) == len(sp.encode(prompt)) + 1, prompt

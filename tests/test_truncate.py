@@ -133,10 +133,18 @@ def test_property_never_exceeds_the_budget(exact, pieces, max_tokens, tail, use_
         assert result.tokens_before > max_tokens
 
 
+def _cut_points(text):
+    """Where truncation may cut: tokens.boundaries less those inside a Chinese word (issue 11)."""
+    from wanlean.prompt import segment
+
+    inside = segment.inner_bounds(text)
+    return [b for b in tokens.boundaries(text) if b not in inside]
+
+
 def _head_index_and_tail(result, tokenizer, text):
-    """(index into tokens.boundaries(text) where the kept head ends, kept tail): the pair whose pieces give
+    """(index into _cut_points(text) where the kept head ends, kept tail): the pair whose pieces give
     the result (and its reported piece counts, where a repeated word makes two pairs give the same text)."""
-    bounds = tokens.boundaries(text)
+    bounds = _cut_points(text)
 
     def pieces(part):
         return tokenizer.count(part) - 1 if part else 0
@@ -169,12 +177,14 @@ def test_head_words_are_given_back_until_the_joined_text_fits(text, max_tokens):
     result = truncate.truncate(text, max_tokens, tokenizer=estimate)
     assert estimate.count(result.text) == result.tokens_after <= max_tokens
     head_index, tail = _head_index_and_tail(result, estimate, text)
-    bounds = tokens.boundaries(text)
+    bounds = _cut_points(text)
     head = text[: bounds[head_index]].strip()
     assert head and tail, result.report()  # a head was given back, not lost: both ends survive
-    # ... and only as much as needed: one more head word would not fit once joined.
-    longer = next(text[:b].strip() for b in bounds[head_index:] if text[:b].strip() != head)
-    assert estimate.count(truncate._join(longer, tail)) > max_tokens
+    # ... and only as much as needed: one more head word would not fit once joined (a cut moved back to a
+    # clause boundary keeps room by design).
+    if result.head_cut == "word":
+        longer = next(text[:b].strip() for b in bounds[head_index:] if text[:b].strip() != head)
+        assert estimate.count(truncate._join(longer, tail)) > max_tokens
 
 
 def test_the_issue_example_keeps_the_longest_head_that_fits():
@@ -212,3 +222,31 @@ def test_node(pack, exact):
     out = node_class().run(TEXT, 20, -1, "estimate")
     text, dropped, report = out["result"]
     assert tokens.load_tokenizer(None).count(text) <= 20 and dropped and out["ui"]["text"] == [report]
+
+
+def test_chinese_words_are_never_cut(exact):
+    """Issue 11: the cut falls between jieba words, never inside one (a sign name 合興百貨 once became 興百貨)."""
+    import json
+    from pathlib import Path
+
+    from wanlean.prompt import segment
+
+    corpus = Path(__file__).resolve().parents[1] / "benchmarks" / "corpus" / "prompts.jsonl"
+    texts = [r["prompt"] for r in map(json.loads, corpus.read_text(encoding="utf-8").splitlines()) if r["lang"] == "zh"]
+    texts.append("镜头后拉，拍摄两个外国男人走在楼梯上，招牌上写着合興百貨，百货大楼门口人来人往，镜头右移，暖色调，复古胶片质感")
+    estimate = tokens.load_tokenizer(None)
+    checked = 0
+    for text in texts:
+        inside = segment.inner_bounds(text)
+        for tokenizer in (estimate, exact):
+            for budget, tail in ((16, 6), (24, 8), (32, 0)):
+                result = truncate.truncate(text, budget, tail, tokenizer)
+                if not result.changed:
+                    continue
+                start = text.index(result.dropped)
+                for position in (start, start + len(result.dropped)):
+                    while 0 < position < len(text) and text[position - 1] in " ，。、" and position - 1 >= start:
+                        position -= 1
+                    assert position not in inside, (text, result.text)
+                checked += 1
+    assert checked > 50

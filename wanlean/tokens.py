@@ -258,6 +258,20 @@ def load_tokenizer(source: str | os.PathLike | None) -> Tokenizer:
     return tokenizer
 
 
+# umT5's vocabulary: 256,000 sentencepiece pieces, 256,300 with the extra ids, 256,384 in the model's embedding.
+UMT5_VOCABULARY = range(256_000, 256_385)
+
+
+def _umt5_or_named(tokenizer: Tokenizer, name: str) -> Tokenizer:
+    """A tokenizer folder is called exact only when its vocabulary is umT5's size; any other counts
+    exactly for its own vocabulary, not umT5's, and is named so."""
+    size = len(tokenizer)
+    if size not in UMT5_VOCABULARY:
+        tokenizer.exact = False
+        tokenizer.label = f"tokenizer {name} (not umT5: {size:,} pieces, umT5 has 256,384)"
+    return tokenizer
+
+
 def _load_uncached(path: str) -> Tokenizer:
     name = os.path.basename(path)
     if os.path.isdir(path):
@@ -269,9 +283,9 @@ def _load_uncached(path: str) -> Tokenizer:
                 raise WanLeanError(f"tokenizer: cannot read spiece.model in '{name}' ({exc.strerror}).") from None
             if len(model_bytes) > MAX_SPIECE_BYTES:
                 raise WanLeanError(f"tokenizer: spiece.model in '{name}' is too large to be a sentencepiece model.")
-            return SentencePieceTokenizer(model_bytes, name)
+            return _umt5_or_named(SentencePieceTokenizer(model_bytes, name), name)
         if os.path.isfile(os.path.join(path, "tokenizer.json")):
-            return JsonTokenizer(os.path.join(path, "tokenizer.json"))
+            return _umt5_or_named(JsonTokenizer(os.path.join(path, "tokenizer.json")), name)
         raise WanLeanError(
             f"tokenizer: folder '{name}' holds neither spiece.model nor tokenizer.json. "
             "Point at a tokenizer folder or choose 'estimate'."

@@ -1,10 +1,13 @@
 """Spans of a prompt that no compression may drop.
 
 The kinds, in the order they are reported: `keep` (the user's list, e.g. the template's keywords),
-`negation` with the few words it governs ("does not look at", "不要看镜头"), `number` with its unit
-("24mm", "3 horses", "两只"), `colour`, `camera` and `lighting` terms (Wan's aesthetic vocabulary in
-English and Chinese plus common film terms), `quote` (text in quotation marks) and `weight` (ComfyUI
-weight syntax such as ``(word:1.2)`` and ``<lora:name:0.8>``).
+`subject` and `action` (the first content noun phrase of the description and its main verb, `roles.py`),
+`negation` with the rest of its clause ("does not look at the camera", "不要出现人物"), `number` and
+`colour` with the noun they qualify ("3 horses", "two anthropomorphic cats", "black leather shoes",
+"两个外国男人", "红色汉服"), `camera` and `lighting` terms (Wan's aesthetic vocabulary in English and Chinese
+plus common film terms) and the camera's move ("camera pulls back", "镜头后拉"), `quote` (text in
+quotation marks) and `weight` (ComfyUI weight syntax such as ``(word:1.2)`` and ``<lora:name:0.8>``).
+Chinese spans start and end on jieba word boundaries (`segment.py`, `roles_zh.py`): no half-word.
 """
 
 from __future__ import annotations
@@ -13,10 +16,10 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from . import template
+from . import roles, roles_zh, segment, template
 from ..charsets import CJK_CHARS, LATIN_WORD_END, LATIN_WORD_START
 
-KINDS = ("keep", "negation", "number", "colour", "camera", "lighting", "quote", "weight")
+KINDS = ("keep", "subject", "action", "negation", "number", "colour", "camera", "lighting", "quote", "weight")
 
 
 @dataclass(frozen=True)
@@ -29,14 +32,14 @@ class Span:
 
 _L, _R = LATIN_WORD_START, LATIN_WORD_END
 
+_CLAUSE_STARTERS = "and|but|while|whilst|as|which|who|where|when|then|so|because|although|though|until|before|after"
 _NEGATION_EN = re.compile(
-    _L + r"(?:not|no|never|without|nor|neither|none|nothing|nobody|nowhere|cannot|\w+n['’]t)" + _R
-    # ... and the words it governs: up to three more words in the same clause.
-    + r"(?:[ \t]+[^\s,.;:!?，。；：！？、()\[\]]+){0,3}",
+    _L + r"(?:(?:do|does|did|should|must|will|would|can|could|is|are|was|were|has|have)[ \t]+(?=not\b))?"
+    + r"(?:not|no|never|without|nor|neither|none|nothing|nobody|nowhere|cannot|\w+n['’]t)" + _R
+    # ... and the rest of its clause: "DO NOT generate the grid with any visible borders".
+    + rf"(?:[ \t]+(?!(?:{_CLAUSE_STARTERS})" + _R + r")[^\s,.;:!?，。；：！？、()\[\]]+){0,12}",
     re.IGNORECASE,
 )
-# 非 is a negation except in 非常 ("very").
-_NEGATION_ZH = re.compile(rf"(?:不要|不能|不会|没有|无需|禁止|避免|[不没无别未勿莫]|非(?!常))[{CJK_CHARS}]{{0,4}}")
 
 _NUMBER_WORDS = (
     "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
@@ -50,10 +53,7 @@ _UNITS_EN = (
 _NUMBER = re.compile(
     _L + r"(?:f/\d+(?:\.\d+)?|\d+(?:[.,:/×x]\d+)*(?:\s?(?:" + _UNITS_EN + r")" + _R + r")?|"
     + "|".join(_NUMBER_WORDS) + r")" + _R
-    + rf"|\d+(?:\.\d+)?\s?(?:毫米|厘米|公里|米|秒钟|秒|分钟|小时|帧|度|倍|岁|个|只|位|名|条|头|辆|座|棵|朵|张|层|年|天)"
-    # Chinese numerals, but not a lone 一 ("一只猫" is "a cat", an article, not a count).
-    + rf"|(?:[零〇二两三四五六七八九十百千万亿]|一(?=[零〇一二两三四五六七八九十百千万亿]))[零〇一二两三四五六七八九十百千万亿]*"
-    + rf"[个只位名头条匹辆座棵朵张把件层米秒分帧度倍岁次群片对双]?",
+    + r"|\d+(?:\.\d+)?\s?(?:毫米|厘米|公里|米|秒钟|秒|分钟|小时|帧|度|倍|岁|个|只|位|名|条|头|辆|座|棵|朵|张|层|年|天)",
     re.IGNORECASE,
 )
 
@@ -65,9 +65,6 @@ _COLOURS_EN = (
     "monochrome sepia pastel neon rainbow multicoloured multicolored"
 ).split()
 _COLOUR_MODIFIERS = "dark light pale deep bright dusty hot baby sky navy blood jet off".split()
-# ... with the thing it colours when 色 ends it: "绿色的植物", "蓝色眼睛".
-_COLOUR_ZH = re.compile(rf"[深浅淡暗亮嫩艳]?[红橙黄绿青蓝紫粉棕褐黑白灰金银赤彩]+(?:色(?:的?[{CJK_CHARS}]{{2}})?)?")
-
 _CAMERA_EN = """
 close-up|close up|closeup|extreme close-up|medium close-up|medium shot|mid shot|wide shot|long shot|full shot|
 establishing shot|two-shot|point of view|pov|first-person|over-the-shoulder|bird's-eye view|bird's eye view|
@@ -89,7 +86,7 @@ cool light|contrast|high contrast|low contrast|exposure|sunset|sunrise|dusk|dawn
 """
 _CAMERA_ZH = (
     "镜头 特写 大特写 近景 中景 中近景 全景 远景 大远景 航拍 俯拍 仰拍 俯视 仰视 平视 跟拍 跟随 推进 拉远 推镜 拉镜 摇镜 移镜 "
-    "环绕 运镜 慢动作 慢镜头 延时 景深 浅景深 虚化 焦点 对焦 广角 长焦 鱼眼 微距 机位 视角 第一人称 构图 画幅 定场 手持 固定镜头"
+    "后拉 前推 左移 右移 上移 下移 横移 左摇 右摇 上摇 下摇 推近 拉近 升起 下降 上升 俯冲 环绕 运镜 慢动作 慢镜头 延时 景深 浅景深 虚化 焦点 对焦 广角 长焦 鱼眼 微距 机位 视角 第一人称 构图 画幅 定场 手持 固定镜头"
 ).split()
 _LIGHTING_ZH = (
     "光 光线 光影 逆光 侧光 顶光 底光 柔光 硬光 背光 轮廓光 自然光 阳光 月光 烛光 灯光 霓虹 黄金时刻 丁达尔 阴影 剪影 "
@@ -147,6 +144,12 @@ def _vocabulary():
     return index, chinese(camera_zh), chinese(lighting_zh)
 
 
+@lru_cache(maxsize=1)
+def _tag_words() -> frozenset[str]:
+    """Every word of the camera, lighting and colour vocabulary ("slow", "motion", "dolly", "golden")."""
+    return frozenset(word for entries in _vocabulary()[0].values() for key, _kind in entries for word in key)
+
+
 def _latin_phrases(text: str) -> list[Span]:
     """Colour, camera and lighting phrases among the Latin-script words of `text`; the words of a
     phrase may be joined by spaces or a hyphen."""
@@ -174,25 +177,39 @@ def _joined(text: str, end: int, start: int) -> bool:
     return gap == "-" or (gap.strip() == "" and 0 < len(gap) <= 3 and "\n" not in gap)
 
 
-# A colour or a count is kept with the word it qualifies ("white cup", "12 elephants"), unless that is a
-# function word ("black against").
-_NEXT_WORD = re.compile(rf"[ \t]+([^\W\d_{CJK_CHARS}][\w'’-]*)")
+# A colour or a count is kept with the noun it qualifies, across the adjectives between them ("two
+# anthropomorphic cats", "black leather shoes"), unless a function word follows ("black against").
 _FUNCTION_WORDS = set(
     """a an the of in on at to for from by with into onto over under above below behind beside between through
     across along around toward towards near up down out off about against among and or but as while when where
     which who that this these those it its is are was were be been has have had do does did will would can
     could may might must not no""".split()
 )
-
-
 _LATIN_END = re.compile(rf"[^\W{CJK_CHARS}]")
+_HEAD_REACH = 3  # words between a count or colour and its noun, at most
 
 
-def _with_next_word(text: str, span: Span) -> Span:
-    match = _NEXT_WORD.match(text, span.end)
-    if match and match.group(1).lower() not in _FUNCTION_WORDS:
-        return Span(span.start, match.end(), span.kind, text[span.start : match.end()])
-    return span
+def _bind_to_head(text: str, span: Span, latin: list, starts: dict[int, int]) -> Span:
+    """`span` extended over the following words of its clause up to the head noun: content words that are
+    not verbs ("bright gloves | fight"), at most `_HEAD_REACH` of them."""
+    index = None
+    for k in range(span.end - 1, span.start - 1, -1):
+        if k in starts:
+            index = starts[k]
+            break
+    if index is None:
+        return span
+    last = index
+    while last - index < _HEAD_REACH and last + 1 < len(latin):
+        nxt = latin[last + 1]
+        if nxt.clause != latin[last].clause or nxt.lower in _FUNCTION_WORDS or roles.is_verb(latin, last + 1):
+            break
+        if text[latin[last].end : nxt.start].strip():
+            break
+        last += 1
+    if latin[last].end <= span.end:
+        return span
+    return Span(span.start, latin[last].end, span.kind, text[span.start : latin[last].end])
 
 
 _KEEP_SPLIT = re.compile(r"[,，、;；\n]+")
@@ -230,28 +247,46 @@ def find(text: str, keep: str | list[str] | None = None) -> tuple[list[Span], li
             spans.extend(found)
         else:
             absent.append(term)
-    _index, camera_zh, lighting_zh = _vocabulary()
+    index, camera_zh, lighting_zh = _vocabulary()
+    latin = roles.tokens(text)
+    starts = {t.start: i for i, t in enumerate(latin)}
     for span in _latin_phrases(text):
-        spans.append(_with_next_word(text, span) if span.kind == "colour" else span)
-    for kind, patterns in (
-        ("negation", (_NEGATION_EN, _NEGATION_ZH)),
-        ("number", (_NUMBER,)),
-        ("colour", (_COLOUR_ZH,)),
-        ("camera", (camera_zh,)),
-        ("lighting", (lighting_zh,)),
-        ("quote", (_QUOTE,)),
-        ("weight", (_WEIGHT,)),
-    ):
-        for pattern in patterns:
+        spans.append(_bind_to_head(text, span, latin, starts) if span.kind == "colour" else span)
+    for kind, pattern in (("negation", _NEGATION_EN), ("number", _NUMBER), ("quote", _QUOTE), ("weight", _WEIGHT)):
+        for m in pattern.finditer(text):
+            if not m.group().strip():
+                continue
+            span = Span(m.start(), m.end(), kind, m.group())
+            if kind == "number" and _LATIN_END.match(m.group()[-1]):
+                span = _bind_to_head(text, span, latin, starts)
+            spans.append(span)
+    for role in roles.find(text, _tag_words(), latin):
+        spans.append(Span(role.start, role.end, role.kind, text[role.start : role.end]))
+    if segment.words(text):
+        inside = segment.inner_bounds(text)
+        for kind, pattern in (("camera", camera_zh), ("lighting", lighting_zh)):
             for m in pattern.finditer(text):
-                if not m.group().strip():
-                    continue
-                span = Span(m.start(), m.end(), kind, m.group())
-                if kind == "number" and _LATIN_END.match(m.group()[-1]):
-                    span = _with_next_word(text, span)
-                spans.append(span)
+                span = _whole_words(text, m.start(), m.end(), kind, inside)
+                if span is not None:
+                    spans.append(span)
+        for kind, start, end in roles_zh.spans(text, camera_zh):
+            spans.append(Span(start, end, kind, text[start:end]))
     spans.sort(key=lambda s: (s.start, -s.end))
     return spans, absent
+
+
+def _whole_words(text: str, start: int, end: int, kind: str, inside: frozenset[int]) -> Span | None:
+    """A Chinese term widened to the words it touches ("景深" in "浅景深"), or None for a single
+    character inside a longer word (光 of 光滑)."""
+    if start not in inside and end not in inside:
+        return Span(start, end, kind, text[start:end])
+    if end - start < 2:
+        return None
+    while start in inside:
+        start -= 1
+    while end in inside:
+        end += 1
+    return Span(start, end, kind, text[start:end])
 
 
 def atoms(text: str) -> list[tuple[int, int]]:

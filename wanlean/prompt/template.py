@@ -75,7 +75,7 @@ def preset_text(slot: str, choice: str, language: str) -> str:
 @dataclass
 class TemplateResult:
     prompt: str
-    keywords: str  # the slot values, comma-separated, ready for a compressor's `keep` list
+    keywords: str  # subject, scene, motion and the aesthetic slot values, comma-separated, for a `keep` list
 
 
 def build_prompt(
@@ -107,6 +107,7 @@ def build_prompt(
         cleaned = _clean(text)
         if cleaned:
             parts.append(cleaned)
+            keywords.append(cleaned)  # as typed: the compressor then keeps the subject, scene and motion whole
     for slot in PRESET_SLOTS:
         words = [w for w in (preset_text(slot, presets_chosen.get(slot, NONE), language), _clean(free_text.get(slot, ""))) if w]
         if words:

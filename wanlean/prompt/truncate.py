@@ -3,8 +3,8 @@
 Wan runtimes cut a prompt at 512 tokens (``</s>`` included) and lose its end, where style and camera
 words usually sit. Keeping the head (subject, scene) and the tail (style, camera) and dropping the middle
 keeps more of what matters. Cuts fall at clause or sentence boundaries when that costs little, never inside
-a word or a CJK character, and never inside an atom: a weight group `(…:1.2)`, a `<lora:…>` tag or a quoted
-span is kept whole or dropped whole (`protect.atoms`). The result is counted again with the same tokenizer:
+a word, a CJK character or a Chinese word (jieba's segmentation, `segment.py`), and never inside an atom: a
+weight group `(…:1.2)`, a `<lora:…>` tag or a quoted span is kept whole or dropped whole (`protect.atoms`). The result is counted again with the same tokenizer:
 it never exceeds the budget. Work is linear in the text (one pass for boundaries, O(log n) real counts).
 """
 
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from ..errors import WanLeanError
 from ..tokens import WAN_TEXT_LEN, Tokenizer, boundaries, check_text_size, clean_text, load_tokenizer
 from ..charsets import CJK_CHARS
+from . import segment
 from .protect import atoms
 from .words import SEPARATORS
 
@@ -122,7 +123,8 @@ class _Cutter:
     def __init__(self, text: str, tokenizer: Tokenizer):
         self.text = text
         self.tokenizer = tokenizer
-        self.bounds = _outside_atoms(boundaries(text), atoms(text))
+        inside_words = segment.inner_bounds(text)  # no cut inside a Chinese word: 合興百貨 never becomes 興百貨
+        self.bounds = [b for b in _outside_atoms(boundaries(text), atoms(text)) if b not in inside_words]
         # Estimated pieces before each boundary: prefix sums over the stretches between boundaries.
         self.prefix = [0]
         cache: dict[str, int] = {}

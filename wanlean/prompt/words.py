@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..charsets import CJK_CHARS
 
@@ -44,8 +45,14 @@ class Unit:
 
 
 def units(text: str) -> list[Unit]:
-    """The units of `text`, in order. Whitespace belongs to no unit."""
-    return [Unit(m.group(), m.start(), m.end(), m.lastgroup) for m in _UNIT.finditer(text)]
+    """The units of `text`, in order. Whitespace belongs to no unit. (A fresh list; the split is cached,
+    as the compressor and the protection finder ask for the same text several times.)"""
+    return list(_units(text))
+
+
+@lru_cache(maxsize=256)
+def _units(text: str) -> tuple[Unit, ...]:
+    return tuple(Unit(m.group(), m.start(), m.end(), m.lastgroup) for m in _UNIT.finditer(text))
 
 
 def words(text: str) -> list[str]:

@@ -6,9 +6,9 @@ import bisect
 from dataclasses import dataclass
 
 from ... import tokens
-from .. import protect
+from .. import protect, segment
 from ..words import CJK, PUNCT, Unit, bracket_pairs, clause_ids, rebuild, tidy, units
-from .vocabulary import ARTICLES, BRACKETS, CJK_FUNCTION, CLAUSE_STARTERS, CONJUNCTIONS, PREPOSITIONS, STOPWORDS
+from ..vocabulary import ARTICLES, BRACKETS, CJK_FUNCTION, CLAUSE_STARTERS, CONJUNCTIONS, PREPOSITIONS, STOPWORDS
 
 
 @dataclass
@@ -60,6 +60,21 @@ class AnalysedPrompt:
         self.pairs = bracket_pairs(self.items)
         self.clauses = clause_ids(text, self.items, CLAUSE_STARTERS)
         self.costs = _unit_costs(tokenizer, self.items)
+        self.inside = segment.inner_bounds(text)  # positions inside a Chinese word: no piece may end there
+
+    def _whole_word(self, first: int, end: int) -> bool:
+        """Whether units [first, end) start and end on word boundaries (never half a Chinese word)."""
+        return self.items[first].start not in self.inside and self.items[end - 1].end not in self.inside
+
+    def word_ids(self) -> list[int]:
+        """A word number for each unit: a Chinese word's characters share one."""
+        ids: list[int] = []
+        word = -1
+        for unit in self.items:
+            if not (unit.kind == CJK and unit.start in self.inside):
+                word += 1
+            ids.append(word)
+        return ids
 
     def _covered(self, start: int, end: int, partial: bool = False) -> range:
         """Indices of units inside [start, end) (or overlapping it, with `partial`)."""

@@ -7,10 +7,10 @@ content words; or, for a model, every droppable word with the model's score.
 
 from __future__ import annotations
 
-from ..words import CJK, PUNCT, WORD
+from ..words import CJK, PUNCT, WORD, clause_ids
 from .analysed import AnalysedPrompt, Candidate
 from .clauses import clause_candidates
-from .vocabulary import (
+from ..vocabulary import (
     ARTICLE_ZH, ARTICLES, CJK_FUNCTION, CJK_SINGLE, FILLER, LIST_JOINERS, PREPOSITIONS, STOPWORDS, SYNONYM_GROUP,
     SYNONYM_ZH, SYNONYM_ZH_GROUP,
 )
@@ -20,42 +20,81 @@ from .vocabulary import (
 class Plan(AnalysedPrompt):
     """An analysed prompt and the candidates it offers for dropping."""
 
-    def extractive_tiers(self) -> list[list[Candidate]]:
+    def extractive_order(self) -> list[Candidate]:
+        """Every piece the extractive method may drop, in the order it drops them: filler (politeness,
+        hedges, intensifiers, padding, duplicates, repeats), then whole low-value clauses, then pronouns,
+        auxiliaries and conjunctions, then articles (kept while the budget allows), then prepositions.
+        Chinese 的 stays: dropping it saves nothing in most vocabularies, where it merges with its neighbours. Single content words never go alone, and a piece that would leave a clause of one
+        word is left out: no "close." or "camera." fragments."""
         filler = self._filler()
         taken = {i for c in filler for i in c.indices}
+        clauses = clause_candidates(self, taken)
         articles = [
             Candidate("article", [i])
             for i, word in enumerate(self.lower)
             if i not in taken and self._droppable(i) and self.items[i].kind == WORD and word in ARTICLES
         ]
-        articles += [
-            Candidate("particle", [i])
-            for i, word in enumerate(self.lower)
-            if word == "的" and i not in taken and self._droppable(i)
-            and 0 < i < len(self.items) - 1 and self.items[i - 1].kind == CJK and self.items[i + 1].kind == CJK
-        ]
         for match in ARTICLE_ZH.finditer(self.text):
             indices = list(self._covered(match.start(), match.end()))
-            if indices and not any(i in taken for i in indices) and all(self._droppable(i) for i in indices):
+            if indices and not any(i in taken for i in indices) and all(self._droppable(i) for i in indices) \
+                    and self._whole_word(indices[0], indices[-1] + 1):
                 articles.append(Candidate("article", indices))
         articles.sort(key=lambda c: c.indices[0])
         taken |= {i for c in articles for i in c.indices}
-        clauses = clause_candidates(self, taken)
-        light_words, prepositions, content_words = [], [], []
+        light_words, prepositions = [], []
         for i, unit in enumerate(self.items):
             if i in taken or not self._droppable(i) or unit.kind == PUNCT:
                 continue
-            if unit.kind == CJK and unit.text not in CJK_SINGLE:
+            if unit.kind == CJK and (unit.text not in CJK_SINGLE or not self._whole_word(i, i + 1)):
                 continue  # a lone CJK character out of a word would leave a broken word
-            density = self._value(i) / max(self.costs[i], 1) + 0.001 * (len(self.items) - i) / len(self.items)
             word = self.lower[i]
-            group = prepositions if word in PREPOSITIONS else light_words if word in STOPWORDS or unit.kind == CJK else content_words
-            group.append(Candidate("word", [i], density))
-        for group in (light_words, prepositions, content_words):
+            if word in PREPOSITIONS:
+                prepositions.append(Candidate("word", [i], self._density(i)))
+            elif word in STOPWORDS or unit.kind == CJK:
+                light_words.append(Candidate("word", [i], self._density(i)))
+        for group in (light_words, prepositions):
             group.sort(key=lambda c: c.density)
-        # Filler and articles first, with pronouns, auxiliaries and conjunctions; then the lowest-value
-        # clauses; then prepositions; then, only to land on the target, single content words.
-        return [filler + articles + light_words, clauses, prepositions, content_words]
+        return self._without_fragments(filler + clauses + light_words + articles + prepositions)
+
+    def _density(self, i: int) -> float:
+        return self._value(i) / max(self.costs[i], 1) + 0.001 * (len(self.items) - i) / len(self.items)
+
+    def _without_fragments(self, ordered: list[Candidate]) -> list[Candidate]:
+        """`ordered` less the pieces that, dropped in this order, would leave a clause of a single word
+        (between separators) that had more. The order is fixed before any target is known, so this keeps
+        the fit monotone."""
+        separated = clause_ids(self.text, self.items)
+        word_of = self.word_ids()
+        clause_of_word: dict[int, int] = {}
+        units_left: dict[int, int] = {}
+        for i, clause in enumerate(separated):
+            if self.items[i].kind != PUNCT:
+                clause_of_word[word_of[i]] = clause
+                units_left[word_of[i]] = units_left.get(word_of[i], 0) + 1
+        words_left: dict[int, int] = {}
+        for word, clause in clause_of_word.items():
+            words_left[clause] = words_left.get(clause, 0) + 1
+        original = dict(words_left)
+        dropped: set[int] = set()
+        kept: list[Candidate] = []
+        for candidate in ordered:
+            gone: dict[int, int] = {}
+            for i in candidate.indices:
+                if i not in dropped and self.items[i].kind != PUNCT:
+                    gone[word_of[i]] = gone.get(word_of[i], 0) + 1
+            lost: dict[int, int] = {}
+            for word, count in gone.items():
+                if units_left[word] == count:
+                    lost[clause_of_word[word]] = lost.get(clause_of_word[word], 0) + 1
+            if any(words_left[c] - n == 1 and original[c] > 1 for c, n in lost.items()):
+                continue
+            kept.append(candidate)
+            dropped.update(candidate.indices)
+            for word, count in gone.items():
+                units_left[word] -= count
+            for clause, count in lost.items():
+                words_left[clause] -= count
+        return kept
 
     def _filler(self) -> list[Candidate]:
         found: list[Candidate] = []
@@ -69,7 +108,9 @@ class Plan(AnalysedPrompt):
 
         for reason, pattern in FILLER:
             for match in pattern.finditer(self.text):
-                add(reason, self._covered(match.start(), match.end()))
+                covered = self._covered(match.start(), match.end())
+                if covered and self._whole_word(covered[0], covered[-1] + 1):
+                    add(reason, covered)
         for reason, indices in self._duplicates():
             add(reason, indices)
         for indices in self._repeats(used):
@@ -93,7 +134,10 @@ class Plan(AnalysedPrompt):
                     earlier = self.lower[previous_word]
                     same = word == earlier or (word in SYNONYM_GROUP and SYNONYM_GROUP.get(earlier) == SYNONYM_GROUP[word])
                     if same and word not in STOPWORDS:
-                        yield "duplicate", list(between) + [index]
+                        later = list(between) + [index]
+                        # The later word may belong to the subject ("a big, big dog"): then the earlier goes.
+                        protected = any(not self._droppable(i, separators=True) for i in later)
+                        yield "duplicate", [previous_word] + list(between) if protected else later
             previous_word = index
         matches = list(SYNONYM_ZH.finditer(self.text))
         for first, second in zip(matches, matches[1:]):

@@ -1,8 +1,14 @@
-"""Clauses as drop candidates: which clause goes first, by value per token and by place in the prompt."""
+"""Clauses as drop candidates: which clause goes first, by value per token and by place in the prompt.
+
+A long clause also offers its prepositional phrases ("in the dim arena", "around them") as smaller pieces
+just ahead of it, so the fit can land near the target without taking the whole clause.
+"""
 
 from __future__ import annotations
 
-from ..words import PUNCT, SEPARATORS
+from ..words import PUNCT, SEPARATORS, WORD
+from .. import lexicon
+from ..vocabulary import CLAUSE_STARTERS, PREPOSITIONS
 from .analysed import Candidate
 
 
@@ -45,6 +51,36 @@ def clause_candidates(plan, taken: set[int]) -> list:
             position = 1.0 + 0.2 / (1 + clause - first)
         # Dropping part of a clause strands its protected words ("pink light white"): do it later.
         stranded = 2.0 if protected_in.get(clause) else 1.0
-        candidates.append(Candidate("clause", indices, position * stranded * value / max(cost, 1)))
+        density = position * stranded * value / max(cost, 1)
+        candidates.append(Candidate("clause", indices, density))
+        candidates.extend(_phrases(plan, indices, 0.95 * density))
     candidates.sort(key=lambda c: c.density)
     return candidates
+
+
+_PHRASE_MIN_CLAUSE = 6  # words in a clause before its phrases are offered on their own
+
+
+def _phrases(plan, indices: list[int], density: float) -> list:
+    """The prepositional phrases of a long clause: a preposition and the unprotected words after it, up to
+    the next preposition, clause starter or protected word."""
+    words = [i for i in indices if plan.items[i].kind == WORD]
+    if len(words) < _PHRASE_MIN_CLAUSE:
+        return []
+    found = []
+    current: list[int] = []
+    for position, i in enumerate(words):
+        contiguous = position > 0 and i == words[position - 1] + 1
+        if plan.lower[i] in PREPOSITIONS or plan.lower[i] in CLAUSE_STARTERS or not contiguous:
+            if len(current) >= 2:
+                found.append(current)
+            current = [i] if plan.lower[i] in PREPOSITIONS else []
+        elif current and (plan.lower[i] in lexicon.VERB_FORMS and not plan.lower[i].endswith("ing") or len(current) > 4):
+            if len(current) >= 2:
+                found.append(current)
+            current = []
+        elif current:
+            current.append(i)
+    if len(current) >= 2:
+        found.append(current)
+    return [Candidate("phrase", phrase, density) for phrase in found if len(phrase) < len(words)]

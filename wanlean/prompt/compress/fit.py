@@ -1,7 +1,10 @@
-"""The fit loop: drop candidates in order until the token count reaches the target share, then explain.
+"""The fit: drop candidates in one fixed order until the token count reaches the target share, then explain.
 
-Pass 1 works on additive token estimates (scaled to the real total); each round is measured with the
-real tokenizer and the scale corrected. A last piece that overshot is given back while that lands closer.
+The candidates form one ordered list, fixed before the target is known. The result for a target is the
+shortest prefix of that list whose text fits the target plus the tolerance (or the whole list when none
+does). A lower target can only take a longer prefix, so it never gives a longer result: the compressor is
+monotone by construction. The prefix is found by a galloping search from an estimate, each step checked
+with the real tokenizer, so a long prompt costs a few real counts, not one per candidate.
 """
 
 from __future__ import annotations
@@ -10,8 +13,7 @@ from ..words import PUNCT, added_words, tidy
 from .analysed import AnalysedPrompt, Candidate
 from .result import LOW_RATIO, TOLERANCE, CompressResult, Dropped, kinds_summary
 
-ROUNDS = 6  # measured rounds before the loop settles for what it reached
-GIVE_BACK = 6  # recent pieces the overshoot correction may return
+UNREACHABLE = "target not reachable"
 
 
 class Fit:
@@ -28,79 +30,54 @@ class Fit:
         only_protected = [plan.protected[i] or items[i].kind == PUNCT for i in range(len(items))]
         self.floor = plan._measure(only_protected)[1] if ratio < 1.0 else self.before
 
-    def run(self, tiers: list[list[Candidate]], method: str, filler_only_if_unreachable: bool = False) -> CompressResult:
-        """Drop candidates in order until the count reaches `ratio` of the original. With
-        `filler_only_if_unreachable`, a target that the protected spans rule out drops only the first
-        tier (filler): stripping every other word to get near it would leave a list of fragments."""
-        reachable = self.floor <= self.target + self.slack
-        chosen = tiers if reachable or not filler_only_if_unreachable else tiers[:1]
-        ordered = [c for tier in chosen for c in tier]
-        keep, applied, text, count = self._drop(ordered)
-        if count < self.target - self.slack:
-            keep, text, count = self._give_back(keep, applied, text, count)
-        return self._result(keep, applied, text, count, method)
-
-    def _drop(self, ordered: list[Candidate]):
-        plan, target, slack = self.plan, self.target, self.slack
-        keep = [True] * len(plan.items)
-        applied: list[Candidate] = []
-        estimated_total = sum(plan.costs) or 1
-        scale = (self.before - 1) / estimated_total
-        current_text, current = plan.text, self.before
-        for _round in range(ROUNDS):
-            if current <= target:
-                break
-            estimate = current
-            deferred: list[Candidate] = []
-            progressed = False
-            for candidate in ordered:
-                if estimate <= target:
-                    break
-                live = [i for i in candidate.indices if keep[i]]
-                if not live:
-                    continue
-                saving = scale * sum(plan.costs[i] for i in live)
-                if estimate - saving < target - slack:
-                    deferred.append(candidate)  # too big a piece: try smaller ones first
-                    continue
-                for i in live:
-                    keep[i] = False
-                applied.append(candidate)
-                estimate -= saving
-                progressed = True
-            if estimate > target + slack and deferred:
-                # Nothing small enough is left: take the piece that lands closest to the target.
-                best = min(deferred, key=lambda c: abs(estimate - scale * sum(plan.costs[i] for i in c.indices if keep[i]) - target))
-                for i in best.indices:
-                    keep[i] = False
-                applied.append(best)
-                progressed = True
-            new_text, new_count = plan._measure(keep)
-            if not progressed:
-                current_text, current = new_text, new_count
-                break
-            # Re-scale so the next round's estimates match what the tokenizer really said.
-            estimated_drop = current - estimate
-            real_drop = current - new_count
-            if estimated_drop > 0 and real_drop > 0:
-                scale *= real_drop / estimated_drop
-            current_text, current = new_text, new_count
-        return keep, applied, current_text, current
-
-    def _give_back(self, keep: list[bool], applied: list[Candidate], current_text: str, current: int):
-        """The last piece overshot: give back recent pieces while that lands closer to the target."""
-        target, slack = self.target, self.slack
-        for candidate in list(reversed(applied))[:GIVE_BACK]:
-            trial = list(keep)
+    def run(self, ordered: list[Candidate], method: str) -> CompressResult:
+        """Drop the shortest prefix of `ordered` whose result fits `ratio` (within the tolerance)."""
+        plan = self.plan
+        first_drop = [len(ordered)] * len(plan.items)  # the candidate that drops each unit
+        for position, candidate in enumerate(ordered):
             for i in candidate.indices:
-                trial[i] = True
-            trial_text, trial_count = self.plan._measure(trial)
-            if trial_count <= target + slack and abs(trial_count - target) < abs(current - target):
-                keep, current_text, current = trial, trial_text, trial_count
-                applied.remove(candidate)
-            if current >= target - slack:
-                break
-        return keep, current_text, current
+                if first_drop[i] > position:
+                    first_drop[i] = position
+        measured: dict[int, tuple[list[bool], str, int]] = {}
+
+        def state(k: int):
+            if k not in measured:
+                keep = [position >= k for position in first_drop]
+                text, count = plan._measure(keep) if k else (plan.text, self.before)
+                measured[k] = (keep, text, count)
+            return measured[k]
+
+        limit = self.target + self.slack
+        fits = lambda k: state(k)[2] <= limit  # noqa: E731
+        last = len(ordered)
+        if self.ratio >= 1.0 or fits(0):
+            k = 0
+        elif not fits(last):
+            k = last
+        else:
+            k = _first_fitting(self._guess(ordered, first_drop, limit), fits, last)
+        # A drop can add a token where pieces merge differently; of the states measured up to k, take the
+        # shortest, so a longer prefix never means a longer text.
+        state(k)
+        k = min((j for j in measured if j <= k), key=lambda j: (measured[j][2], -j))
+        keep, text, count = state(k)
+        return self._result(keep, ordered[:k], text, count, method)
+
+    def _guess(self, ordered: list[Candidate], first_drop: list[int], limit: float) -> int:
+        """The prefix that additive per-unit estimates say reaches `limit`."""
+        plan = self.plan
+        scale = (self.before - 1) / (sum(plan.costs) or 1)
+        saved = [0.0] * (len(ordered) + 1)
+        for i, position in enumerate(first_drop):
+            if position < len(ordered):
+                saved[position] += plan.costs[i] * scale
+        estimate = self.before
+        for position in range(len(ordered)):
+            estimate -= saved[position]
+            if estimate <= limit:
+                return position + 1
+        return len(ordered)
+
 
     def _result(self, keep: list[bool], applied: list[Candidate], text: str, count: int, method: str) -> CompressResult:
         plan = self.plan
@@ -126,16 +103,46 @@ class Fit:
         ratio, before, target, slack = self.ratio, self.before, self.target, self.slack
         if result.tokens_after > target + slack:
             floor = self.floor
-            what = "only filler was dropped" if floor > target + slack else "dropped all it could"
             result.notes.append(
-                f"could not reach {ratio:.2f}: the protected spans alone take {floor} of {before} tokens "
-                f"(ratio {floor / before:.2f}){kinds_summary(self.plan.spans)}, so {what}; shorten the keep list or the prompt by hand"
+                f"could not reach {ratio:.2f} ({UNREACHABLE}): the protected spans alone take {floor} of {before} tokens "
+                f"(ratio {floor / before:.2f}){kinds_summary(self.plan.spans)}, and no word of them goes; all else that "
+                "could go without leaving fragments went. Shorten the keep list or the prompt by hand"
             )
         elif result.tokens_after < target - slack:
             result.notes.append(
                 f"landed below {ratio:.2f} - {TOLERANCE}: the smallest piece left to drop was larger than the gap"
             )
-        if result.achieved_ratio < LOW_RATIO:
-            result.warnings.append(
-                f"ratio {result.achieved_ratio:.2f} is below {LOW_RATIO}: most of the prompt is gone; read the result before using it"
-            )
+            if result.achieved_ratio < LOW_RATIO:
+                result.warnings.append(
+                    f"ratio {result.achieved_ratio:.2f} is below {LOW_RATIO} and below the target: most of the prompt is gone; "
+                    "read the result before using it"
+                )
+
+
+def _first_fitting(guess: int, fits, last: int) -> int:
+    """Smallest k in [1, last] with fits(k), given fits(last) and not fits(0); fits is taken to be
+    monotone (false, then true). Gallops from the guess to bracket the answer, then bisects."""
+    guess = max(1, min(guess, last))
+    if fits(guess):
+        high, step, low = guess, 1, 0
+        while high - step > 0:
+            if not fits(high - step):
+                low = high - step
+                break
+            high -= step
+            step *= 2
+    else:
+        low, step, high = guess, 1, last
+        while low + step < last:
+            if fits(low + step):
+                high = low + step
+                break
+            low += step
+            step *= 2
+    while high - low > 1:  # invariant: not fits(low), fits(high)
+        middle = (low + high) // 2
+        if fits(middle):
+            high = middle
+        else:
+            low = middle
+    return high

@@ -1,13 +1,13 @@
-"""The extractive method's word tables: filler, synonyms, articles, function words, clause starters.
+"""The prompt tools' word tables: filler, synonyms, articles, function words, clause starters.
 
-Data, not algorithm: `candidates` and `analysed` read them. English and Chinese side by side.
+Data, not algorithm: the compressor (`compress/`) and the role finder (`roles.py`) read them. English and Chinese side by side.
 """
 
 from __future__ import annotations
 
 import re
 
-from ...charsets import LATIN_WORD_END, LATIN_WORD_START
+from ..charsets import LATIN_WORD_END, LATIN_WORD_START
 
 # What counts as filler.
 _FILLER_EN = {
@@ -109,7 +109,7 @@ PREPOSITIONS = set(
     along around toward towards near up down out off about against among upon within without""".split()
 )
 CONJUNCTIONS = {"and", "or", "but", "nor", "yet", "so", "then", "while", "whilst", "as", "when", "where"}
-CJK_SINGLE = set("的了着")  # CJK characters that may go one by one
+CJK_SINGLE = set("了着")  # CJK characters that may go one by one (的 stays: it merges with its neighbours)
 BRACKETS = set("()[]{}（）【】《》〈〉<>")
 CJK_FUNCTION = set("的了着地得在是和与及并也又都就还把被将从向对于而且或这那其")
 
