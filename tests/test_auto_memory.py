@@ -7,13 +7,13 @@ import importlib.util
 
 import pytest
 import torch
-from wltest.tiny_wan import TEXT_DIM, TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, tiny_folder, tiny_vae
+from wltest.tiny_wan import TEXT_DIM, TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, tiny_folder, tiny_request, tiny_vae
 
 from wanlean.errors import WanLeanError
 from wanlean.video import auto_memory, memory, request_memory
 from wanlean.video.auto_memory import AutoChoice, choose
 from wanlean.video.loaders.diffusers_folder import load_diffusers_folder
-from wanlean.video.sampler import VideoRequest, generate
+from wanlean.video.sampler import generate
 from wanlean.video.session import LazyTextEncoder, WanSession
 
 HAS_ACCELERATE = importlib.util.find_spec("accelerate") is not None
@@ -21,10 +21,7 @@ SIZE = (64, 64, 17)
 
 
 def request(**overrides):
-    values = dict(prompt="a red fox runs through deep snow", negative="blurry", width=TINY_WIDTH, height=TINY_HEIGHT,
-                  frames=TINY_FRAMES, steps=2, cfg_high=4.0, cfg_low=3.0, shift=12.0, seed=7)
-    values.update(overrides)
-    return VideoRequest(**values)
+    return tiny_request(**{"negative": "blurry", "steps": 2, **overrides})
 
 
 def wide_expert(seed):

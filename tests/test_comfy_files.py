@@ -11,9 +11,9 @@ from wanlean.video.loaders.comfy_files.quant import Fp8Linear, dequantize
 from wanlean.video.loaders.diffusers_folder import load_diffusers_folder
 from wanlean.video.embedding_cache import EmbeddingCache, MemoryCache
 from wanlean.errors import WanLeanError
-from wanlean.video.sampler import VideoRequest, generate
+from wanlean.video.sampler import generate
 from wltest.comfy_formats import QUANTIZABLE_TRANSFORMER, diffusers_folder, original_transformer_names, tiny_set
-from wltest.tiny_wan import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH
+from wltest.tiny_wan import tiny_request
 
 FP8_FORMATS = ["fp8_scaled", "fp8_scaled_weight_scale", "comfy_quant", "comfy_quant_metadata"]
 
@@ -45,10 +45,7 @@ def weights(module) -> dict:
 
 
 def request(**overrides):
-    values = dict(prompt="a red fox runs through deep snow", negative="blurry, static", width=TINY_WIDTH, height=TINY_HEIGHT,
-                  frames=TINY_FRAMES, steps=3, cfg_high=4.0, cfg_low=3.0, shift=12.0, seed=7)
-    values.update(overrides)
-    return VideoRequest(**values)
+    return tiny_request(**{"steps": 3, **overrides})
 
 
 # --- weights ----------------------------------------------------------------------------------------------

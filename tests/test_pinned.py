@@ -6,11 +6,11 @@ is the meta device (unit tests) or the CPU made to look like another device (end
 
 import pytest
 import torch
-from wltest.tiny_wan import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, tiny_folder, tiny_transformer
+from wltest.tiny_wan import tiny_folder, tiny_request, tiny_transformer
 
 from wanlean.video import memory, pinned
 from wanlean.video.loaders.diffusers_folder import load_diffusers_folder
-from wanlean.video.sampler import VideoRequest, generate
+from wanlean.video.sampler import generate
 
 
 class FakePin:
@@ -28,10 +28,7 @@ class FakePin:
 
 
 def request(**overrides):
-    values = dict(prompt="a red fox runs through deep snow", negative="blurry", width=TINY_WIDTH, height=TINY_HEIGHT,
-                  frames=TINY_FRAMES, steps=4, cfg_high=4.0, cfg_low=3.0, shift=12.0, seed=7)
-    values.update(overrides)
-    return VideoRequest(**values)
+    return tiny_request(**{"negative": "blurry", **overrides})
 
 
 class FakeDevice:

@@ -5,11 +5,11 @@ import re
 
 import pytest
 import torch
-from wltest.tiny_wan import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, tiny_folder
+from wltest.tiny_wan import tiny_folder, tiny_request
 
 from wanlean.video import sampler
 from wanlean.video.loaders.diffusers_folder import load_diffusers_folder
-from wanlean.video.sampler import StepProgress, VideoRequest, _StepTimer, format_duration, generate, raw_latents, resolve_settings
+from wanlean.video.sampler import StepProgress, _StepTimer, format_duration, generate, raw_latents, resolve_settings
 from wanlean.video.schedule import plan_steps
 
 STEPS = 4
@@ -21,10 +21,7 @@ def a14b():
 
 
 def request(**overrides):
-    values = dict(prompt="a red fox runs through deep snow", negative="blurry", width=TINY_WIDTH, height=TINY_HEIGHT,
-                  frames=TINY_FRAMES, steps=STEPS, cfg_high=4.0, cfg_low=1.0, shift=12.0, seed=7)
-    values.update(overrides)
-    return VideoRequest(**values)
+    return tiny_request(**{"negative": "blurry", "steps": STEPS, "cfg_low": 1.0, **overrides})
 
 
 def test_each_step_reports_stage_step_and_time(a14b):

@@ -6,10 +6,9 @@ import re
 
 import pytest
 import torch
-from wltest.tiny_wan import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, reference_pipeline, tiny_folder
+from wltest.tiny_wan import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, reference_pipeline, tiny_request, tiny_session
 
 from wanlean.video import memory, sampler
-from wanlean.video.loaders.diffusers_folder import load_diffusers_folder
 from wanlean.errors import WanLeanError
 from wanlean.video.sampler import OFFICIAL_NEGATIVE, VideoRequest, expected_forwards, generate, raw_latents, resolve_settings
 from wanlean.video.schedule import make_scheduler, plan_steps
@@ -18,8 +17,7 @@ STEPS = 4
 SHIFT = 12.0
 
 
-def session_for(kind="A14B", memory_mode="gpu"):
-    return load_diffusers_folder(str(tiny_folder(kind)), device="cpu", memory_mode=memory_mode)
+session_for = tiny_session
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +31,7 @@ def ti2v():
 
 
 def request(**overrides):
-    values = dict(prompt="a red fox runs through deep snow", negative="blurry, static", width=TINY_WIDTH, height=TINY_HEIGHT,
-                  frames=TINY_FRAMES, steps=STEPS, cfg_high=4.0, cfg_low=3.0, shift=SHIFT, seed=7)
-    values.update(overrides)
-    return VideoRequest(**values)
+    return tiny_request(**{"steps": STEPS, "shift": SHIFT, **overrides})
 
 
 class ForwardLog:

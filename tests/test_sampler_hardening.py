@@ -3,22 +3,16 @@ note, and NaN from an expert or the VAE stops the run naming which part produced
 
 import pytest
 import torch
-from wltest.tiny_wan import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, tiny_folder
+from wltest.tiny_wan import tiny_request, tiny_session
 
-from wanlean.video.loaders.diffusers_folder import load_diffusers_folder
 from wanlean.errors import WanLeanError
-from wanlean.video.sampler import VideoRequest, generate, resolve_settings
+from wanlean.video.sampler import generate, resolve_settings
 
 
-def session_for(kind="A14B"):
-    return load_diffusers_folder(str(tiny_folder(kind)), device="cpu")
+session_for = tiny_session
 
 
-def request(**overrides):
-    values = dict(prompt="a red fox runs through deep snow", negative="blurry, static", width=TINY_WIDTH, height=TINY_HEIGHT,
-                  frames=TINY_FRAMES, steps=4, cfg_high=4.0, cfg_low=3.0, shift=12.0, seed=7)
-    values.update(overrides)
-    return VideoRequest(**values)
+request = tiny_request
 
 
 @pytest.fixture(scope="module")

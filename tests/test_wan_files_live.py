@@ -176,23 +176,10 @@ def test_latent_output_decodes_with_comfyuis_native_vae_nodes(comfy, files_in_co
     # The sampler's LATENT holds raw VAE latents: core VAELoader + VAEDecode on the same Wan2.1 VAE file
     # must give the sampler's own frames (both saved as 8-bit PNGs by core SaveImage).
     import numpy as np
-    from PIL import Image
 
     api = example_api(comfy, "wan22_a14b_fp8_scaled.json")
     sampler_id, _ = node_of(api, "WanLeanSampler")
-    api["80"] = {"class_type": "VAELoader", "inputs": {"vae_name": "wan_2.1_vae.safetensors"}}
-    api["81"] = {"class_type": "VAEDecode", "inputs": {"samples": [sampler_id, 2], "vae": ["80", 0]}}
-    api["82"] = {"class_type": "SaveImage", "inputs": {"images": ["81", 0], "filename_prefix": "native_vae_decode"}}
-    api["83"] = {"class_type": "SaveImage", "inputs": {"images": [sampler_id, 0], "filename_prefix": "wanlean_frames"}}
-    entry = comfy.run(api, timeout=300)
-
-    def frames(node_id):
-        saved = comfy.ui_of(entry, node_id)["images"]
-        return np.stack([np.asarray(Image.open(comfy.output / s["subfolder"] / s["filename"]), dtype=np.int16) for s in saved])
-
-    native, ours = frames("82"), frames("83")
-    assert native.shape == ours.shape == (TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, 3)
-    assert ours.std() > 1.0, "the frames are flat: the comparison would prove nothing"
+    native, ours = native_and_sampler_frames(comfy, api, sampler_id, "wan_2.1_vae.safetensors", "vae21", timeout=300)
     # ComfyUI decodes in its own Wan VAE module (possibly another dtype): allow a couple of 8-bit levels
     assert np.abs(native - ours).max() <= 3, np.abs(native - ours).max()
 
@@ -241,7 +228,6 @@ def test_full_width_wan22_vae_decodes_like_comfyuis_native_vae_nodes(comfy, file
     core VAELoader + VAEDecode and inside the sampler; both frame sets are saved as 8-bit PNGs by core
     SaveImage. Kept small in time: 5 frames at 32×32 (2 latent frames, 2×2 latent pixels)."""
     import numpy as np
-    from PIL import Image
 
     target = comfy.model_dir("vae") / "wan2.2_vae_full_width.safetensors"
     if not target.exists():
@@ -252,11 +238,23 @@ def test_full_width_wan22_vae_decodes_like_comfyuis_native_vae_nodes(comfy, file
     api = example_api(comfy, "wan22_ti2v_5b.json", steps=1)
     node_of(api, "WanLeanLoadComfyFiles")[1]["inputs"]["vae"] = target.name
     sampler_id, _ = node_of(api, "WanLeanSampler")
-    api["80"] = {"class_type": "VAELoader", "inputs": {"vae_name": target.name}}
+    native, ours = native_and_sampler_frames(comfy, api, sampler_id, target.name, "vae22", timeout=600)
+    # both decode in fp32 on the CPU (about 4e-6 apart before rounding): one 8-bit level at a rounding edge at most.
+    # Decoding ours in bf16 instead gives 4 levels here.
+    assert np.abs(native - ours).max() <= 1, np.abs(native - ours).max()
+
+
+def native_and_sampler_frames(comfy, api, sampler_id, vae_name, prefix, timeout):
+    """Run `api` with the sampler's LATENT also decoded by core VAELoader(`vae_name`) + VAEDecode; both
+    frame sets saved as 8-bit PNGs and read back: (native, ours), each [frames, h, w, 3] int16."""
+    import numpy as np
+    from PIL import Image
+
+    api["80"] = {"class_type": "VAELoader", "inputs": {"vae_name": vae_name}}
     api["81"] = {"class_type": "VAEDecode", "inputs": {"samples": [sampler_id, 2], "vae": ["80", 0]}}
-    api["82"] = {"class_type": "SaveImage", "inputs": {"images": ["81", 0], "filename_prefix": "native_vae22_decode"}}
-    api["83"] = {"class_type": "SaveImage", "inputs": {"images": [sampler_id, 0], "filename_prefix": "wanlean_vae22_frames"}}
-    entry = comfy.run(api, timeout=600)
+    api["82"] = {"class_type": "SaveImage", "inputs": {"images": ["81", 0], "filename_prefix": f"native_{prefix}_decode"}}
+    api["83"] = {"class_type": "SaveImage", "inputs": {"images": [sampler_id, 0], "filename_prefix": f"wanlean_{prefix}_frames"}}
+    entry = comfy.run(api, timeout=timeout)
 
     def frames(node_id):
         saved = comfy.ui_of(entry, node_id)["images"]
@@ -265,6 +263,4 @@ def test_full_width_wan22_vae_decodes_like_comfyuis_native_vae_nodes(comfy, file
     native, ours = frames("82"), frames("83")
     assert native.shape == ours.shape == (TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, 3)
     assert ours.std() > 1.0, "the frames are flat: the comparison would prove nothing"
-    # both decode in fp32 on the CPU (about 4e-6 apart before rounding): one 8-bit level at a rounding edge at most.
-    # Decoding ours in bf16 instead gives 4 levels here.
-    assert np.abs(native - ours).max() <= 1, np.abs(native - ours).max()
+    return native, ours

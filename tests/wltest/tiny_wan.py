@@ -204,3 +204,20 @@ def reference_pipeline(kind: str = "A14B"):
         boundary_ratio=session.boundary_ratio,
         expand_timesteps=session.expand_timesteps,
     )
+
+
+def tiny_session(kind: str = "A14B", memory_mode: str = "gpu"):
+    """A fresh session on the tiny diffusers folder of `kind`, on the CPU."""
+    from wanlean.video.loaders.diffusers_folder import load_diffusers_folder
+
+    return load_diffusers_folder(str(tiny_folder(kind)), device="cpu", memory_mode=memory_mode)
+
+
+def tiny_request(**overrides):
+    """A VideoRequest at the tiny size (4 steps, CFG 4 / 3, shift 12, seed 7); `overrides` change any field."""
+    from wanlean.video.sampler import VideoRequest
+
+    values = dict(prompt="a red fox runs through deep snow", negative="blurry, static", width=TINY_WIDTH, height=TINY_HEIGHT,
+                  frames=TINY_FRAMES, steps=4, cfg_high=4.0, cfg_low=3.0, shift=12.0, seed=7)
+    values.update(overrides)
+    return VideoRequest(**values)
