@@ -8,6 +8,7 @@ is always a subsequence of its input's units: nothing is added and nothing moves
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -157,36 +158,65 @@ def rebuild(text: str, items: list[Unit], keep: list[bool]) -> str:
     """The kept units in their order, joined by the whitespace that preceded them in `text`. Where two
     units that were apart now meet without whitespace and could fuse into a new word ("single'" + "aa"),
     a space goes between them: the result always splits into exactly the kept units."""
-    joined, risky = _join(text, items, keep, spaced=False)
-    if risky and [u.text for u in units(joined)] != [u.text for u, k in zip(items, keep) if k]:
-        joined, _ = _join(text, items, keep, spaced=True)
+    joined, starts, junctions = _join(text, items, keep, spaced=False)
+    if junctions and not _splits_as_kept(joined, starts, junctions):
+        joined, _, _ = _join(text, items, keep, spaced=True)
     return joined
 
 
-def _join(text: str, items: list[Unit], keep: list[bool], spaced: bool) -> tuple[str, bool]:
+def _splits_as_kept(joined: str, starts: list[tuple[int, str]], junctions: list[int]) -> bool:
+    """True when the whitespace-free stretch around each junction splits into exactly the kept units placed
+    there. No unit spans whitespace, so a stretch splits alone as it does inside the whole text: checking
+    the stretches is checking the text, without splitting all of it again."""
+    offsets = [offset for offset, _ in starts]
+    for junction in junctions:
+        low = junction
+        while low > 0 and not joined[low - 1].isspace():
+            low -= 1
+        high = junction
+        while high < len(joined) and not joined[high].isspace():
+            high += 1
+        first, last = bisect.bisect_left(offsets, low), bisect.bisect_left(offsets, high)
+        expected = [unit_text for _, unit_text in starts[first:last]]
+        if [m.group() for m in _UNIT.finditer(joined, low, high)] != expected:
+            return False
+    return True
+
+
+def _join(text: str, items: list[Unit], keep: list[bool], spaced: bool) -> tuple[str, list[tuple[int, str]], list[int]]:
+    """(joined text, (offset, text) of each kept unit in it, offsets where two units meet unspaced that
+    could fuse; always empty when `spaced`)."""
     out: list[str] = []
+    starts: list[tuple[int, str]] = []
+    junctions: list[int] = []
+    length = 0
     previous = -1
-    risky = False
     for index, unit in enumerate(items):
         if not keep[index]:
             continue
+        gap = ""
         if previous >= 0:
             gap_before = text[items[index - 1].end : unit.start]
             if previous == index - 1:
-                out.append(gap_before)
+                gap = gap_before
             else:
                 gap_after_previous = text[items[previous].end : items[previous + 1].start]
                 if gap_before:
-                    out.append(gap_before)
+                    gap = gap_before
                 elif gap_after_previous and unit.kind != PUNCT:
-                    out.append(gap_after_previous)
+                    gap = gap_after_previous
                 elif items[previous].kind == WORD and unit.kind == WORD:
-                    out.append(" ")
+                    gap = " "
                 elif CJK not in (items[previous].kind, unit.kind):
                     if spaced:
-                        out.append(gap_after_previous or " ")
+                        gap = gap_after_previous or " "
                     else:
-                        risky = True
+                        junctions.append(length)
+        if gap:
+            out.append(gap)
+            length += len(gap)
+        starts.append((length, unit.text))
         out.append(unit.text)
+        length += len(unit.text)
         previous = index
-    return "".join(out), risky
+    return "".join(out), starts, junctions
