@@ -9,7 +9,8 @@ from wltest.tiny_wan import tiny_folder, tiny_request
 
 from wanlean.video import sampler
 from wanlean.video.loaders.diffusers_folder import load_diffusers_folder
-from wanlean.video.sampler import StepProgress, _StepTimer, format_duration, generate, raw_latents, resolve_settings
+from wanlean.video.run_report import StepProgress, StepTimer, format_duration
+from wanlean.video.sampler import generate, raw_latents, resolve_settings
 from wanlean.video.schedule import plan_steps
 
 STEPS = 4
@@ -55,7 +56,7 @@ def test_the_clean_estimate_is_x0_and_costs_nothing_unless_asked(a14b):
 
 def test_time_left_counts_the_forwards_still_to_run_and_the_swap_ahead(a14b):
     settings = resolve_settings(a14b, request(cfg_high=4.0, cfg_low=1.0, steps=5))
-    timer = _StepTimer(settings, [True, True, False, False, False])  # 2 high steps (2 forwards), 3 low (1 forward)
+    timer = StepTimer(settings, [True, True, False, False, False])  # 2 high steps (2 forwards), 3 low (1 forward)
     timer.add(0, step_seconds=7.0, move_seconds=3.0)  # 4 s of compute for 2 forwards: 2 s per forward
     assert timer.seconds_per_step("high") == 4.0
     assert timer.seconds_left(0) == pytest.approx(2 * 2 + 3 * 2 + 3.0)  # one high step, three low, one swap
