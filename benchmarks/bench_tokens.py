@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from wanlean import tokens  # noqa: E402
+from wanlean import token_report, tokens  # noqa: E402
 from wltest.tiny import train_spiece, write_text_encoder_file  # noqa: E402
 
 PROMPT_200_WORDS = " ".join(
@@ -110,7 +110,7 @@ def bench_counts(vocabularies: dict) -> None:
     print(
         f"   (for scale: {len(long_text):,} characters, {list(vocabularies)[-1]}: count "
         f"{per_call_ms(tokenizer.count, long_text, 5):.1f} ms, count + cut at 512 "
-        f"{per_call_ms(lambda t: tokens.count_text(tokenizer, t), long_text, 3):.1f} ms)"
+        f"{per_call_ms(lambda t: token_report.count_text(tokenizer, t), long_text, 3):.1f} ms)"
     )
 
 

@@ -4,7 +4,7 @@ can be called directly.
 
 POST /wanlean/tokens  {"text": str, "tokenizer": name from models/text_encoders or "estimate",
                        "negative": str (optional), "budget": int (optional, default 512)}
-  200 → the counts (see wanlean.tokens.TokenReport.as_dict); 400 → {"error": message} for bad input or an
+  200 → the counts (see wanlean.token_report.TokenReport.as_dict); 400 → {"error": message} for bad input or an
   unusable file; 413 → {"error": ...} for a body over 1 MB; 503 → {"error": ...} when too many long texts
   are already waiting (the editor simply asks again on the next keystroke).
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 
-from ..wanlean import tokens
+from ..wanlean import token_report, tokens
 from ..wanlean.errors import WanLeanError
 from . import _comfy
 from ._shared import resolve_tokenizer
@@ -97,7 +97,7 @@ def _parse(body: bytes) -> dict:
 
 def _count(request: dict) -> dict:
     tokenizer = resolve_tokenizer(request["tokenizer"])
-    report = tokens.analyze(tokenizer, request["text"], request["negative"], request["budget"])
+    report = token_report.analyze(tokenizer, request["text"], request["negative"], request["budget"])
     return report.as_dict()
 
 

@@ -10,12 +10,11 @@ import socket
 import time
 
 import pytest
-from wltest.fake_comfy import FakeComfy, prompt_text
+from wltest.fake_comfy import FakeComfy
 
 from wanlean import cli
 from wanlean.batch import ledger as ledger_module
 from wanlean.batch import workflow as wf
-from wanlean.batch.command import BatchOptions, run_batch
 from wanlean.errors import WanLeanError
 
 # An API-format workflow like the example: a template node linked into the sampler's prompt.

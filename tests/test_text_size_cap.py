@@ -7,7 +7,7 @@ import json
 import pytest
 from wltest.tiny_wan import tiny_folder
 
-from wanlean import tokens
+from wanlean import token_report, tokens
 from wanlean.errors import WanLeanError
 from wanlean.prompt import compress, truncate
 from wanlean.video.loaders.diffusers_folder import load_diffusers_folder
@@ -24,15 +24,15 @@ def test_prompt_tools_refuse_over_long_text_naming_the_input():
     with pytest.raises(WanLeanError, match=f"text: {MESSAGE}"):
         compress.compress(LONG, tokenizer=ESTIMATE)
     with pytest.raises(WanLeanError, match=f"text: {MESSAGE}"):
-        tokens.analyze(ESTIMATE, LONG)
+        token_report.analyze(ESTIMATE, LONG)
     with pytest.raises(WanLeanError, match=f"negative: {MESSAGE}"):
-        tokens.analyze(ESTIMATE, "a red fox", LONG)
+        token_report.analyze(ESTIMATE, "a red fox", LONG)
 
 
 def test_text_at_the_cap_still_works():
     at_cap = ("a red fox " * 20_000)[: tokens.MAX_TEXT_CHARS]
     assert truncate.truncate(at_cap, 512, tokenizer=ESTIMATE).tokens_after <= 512
-    assert tokens.analyze(ESTIMATE, at_cap).prompt.tokens > 512
+    assert token_report.analyze(ESTIMATE, at_cap).prompt.tokens > 512
 
 
 @pytest.mark.parametrize("field", ["prompt", "negative"])

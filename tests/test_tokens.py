@@ -9,7 +9,7 @@ import sentencepiece as spm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wanlean import safetensors_header, tokens
+from wanlean import safetensors_header, token_report, tokens
 from wanlean.errors import WanLeanError
 from wltest.tiny import CORPUS, write_text_encoder_file
 
@@ -362,7 +362,7 @@ def test_estimate_is_labelled_and_counts_by_script():
 
 
 def test_estimate_report_says_estimate_everywhere():
-    report = tokens.analyze(tokens.load_tokenizer("estimate"), "a red fox", "blurry")
+    report = token_report.analyze(tokens.load_tokenizer("estimate"), "a red fox", "blurry")
     summary = report.summary()
     assert "ESTIMATE" in summary and "≈" in summary and "exact count" in summary
     assert report.as_dict()["exact"] is False and "estimate" in report.as_dict()["label"]
@@ -372,7 +372,7 @@ def test_estimate_report_says_estimate_everywhere():
 
 
 def test_report_within_budget(tok, sp):
-    report = tokens.analyze(tok, ENGLISH, CHINESE, budget=512)
+    report = token_report.analyze(tok, ENGLISH, CHINESE, budget=512)
     assert report.prompt.tokens == len(sp.encode(ENGLISH)) + 1
     assert report.negative.tokens == len(sp.encode(CHINESE)) + 1
     assert report.prompt.characters == len(ENGLISH) and not report.over_budget
@@ -387,7 +387,7 @@ def test_report_within_budget(tok, sp):
 def test_report_over_512_names_the_first_lost_words(tok):
     words = [f"w{i}" for i in range(400)]  # each "w123" is several pieces in the tiny vocabulary
     text = " ".join(words)
-    report = tokens.analyze(tok, text)
+    report = token_report.analyze(tok, text)
     assert report.prompt.tokens > 512 and report.over_budget
     kept, lost = tok.split_at(text, 512)
     first_lost = lost.split()[0]
@@ -400,15 +400,15 @@ def test_report_over_512_names_the_first_lost_words(tok):
 
 def test_budget_applies_to_prompt_and_negative(tok):
     short, long_ = "fox", " ".join(["a red fox"] * 10)
-    assert not tokens.analyze(tok, short, short, budget=8).over_budget
-    assert tokens.analyze(tok, short, long_, budget=8).over_budget
-    assert tokens.analyze(tok, long_, None, budget=8).over_budget
-    summary = tokens.analyze(tok, long_, None, budget=8).summary()
+    assert not token_report.analyze(tok, short, short, budget=8).over_budget
+    assert token_report.analyze(tok, short, long_, budget=8).over_budget
+    assert token_report.analyze(tok, long_, None, budget=8).over_budget
+    summary = token_report.analyze(tok, long_, None, budget=8).summary()
     assert "/ 8 tokens" in summary and "OVER BUDGET" in summary
 
 
 def test_hosted_api_character_limits(tok):
-    report = tokens.analyze(tok, "a" * 801, "b" * 500)
+    report = token_report.analyze(tok, "a" * 801, "b" * 500)
     summary = report.summary()
     assert "prompt: 801 / 800 characters, 1 too many" in summary
     assert "negative: 500 / 500 characters, fits" in summary
@@ -417,7 +417,7 @@ def test_hosted_api_character_limits(tok):
 @pytest.mark.parametrize("budget", [0, -5, 1.5, True, "512"])
 def test_bad_budget_is_refused(tok, budget):
     with pytest.raises(WanLeanError, match="budget"):
-        tokens.analyze(tok, "x", budget=budget)
+        token_report.analyze(tok, "x", budget=budget)
 
 
 # --- agreement with ComfyUI's own tokenizer (when a ComfyUI checkout is given) --------------------------

@@ -1,6 +1,6 @@
 """WanLeanTokenCount: exact umT5 token counts from the text-encoder file the user already has."""
 
-from ...wanlean import tokens
+from ...wanlean import token_report, tokens
 from .. import _comfy
 from .._shared import resolve_tokenizer, tokenizer_choices
 
@@ -69,7 +69,7 @@ class WanLeanTokenCount:
             return tokenizer
 
     def run(self, text, tokenizer, budget, negative=""):
-        report = tokens.analyze(resolve_tokenizer(tokenizer), text, negative if negative else None, budget)
+        report = token_report.analyze(resolve_tokenizer(tokenizer), text, negative if negative else None, budget)
         summary = report.summary()
         return {"ui": {"text": [summary]}, "result": (report.prompt.tokens, report.over_budget, summary)}
 

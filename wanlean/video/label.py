@@ -80,7 +80,6 @@ def label_json(spec: LabelSpec) -> str:
 def labelled_frames(frames, fps: float, spec: LabelSpec):
     """A new `[F, H, W, 3]` tensor: `frames` with the visible label blended into the chosen corner of the
     frames `spec.when` covers. Raises WanLeanError naming the input for anything it cannot do."""
-    import torch
 
     _check(frames, fps, spec)
     count, height, width, _ = frames.shape
