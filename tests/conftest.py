@@ -47,3 +47,26 @@ def spiece_bytes():
     from wltest.tiny import train_spiece
 
     return train_spiece()
+
+
+@pytest.fixture(scope="module")
+def sp(spiece_bytes):
+    """The tiny tokenizer as plain sentencepiece: the reference every exact count is checked against."""
+    import sentencepiece as spm
+
+    return spm.SentencePieceProcessor(model_proto=spiece_bytes)
+
+
+@pytest.fixture()
+def encoder_file(tmp_path, spiece_bytes):
+    """A tiny ComfyUI-style umT5 text-encoder file holding the tiny tokenizer as `spiece_model`."""
+    from wltest.tiny import write_text_encoder_file
+
+    return write_text_encoder_file(tmp_path / "umt5_tiny.safetensors", spiece_bytes)
+
+
+@pytest.fixture()
+def tok(encoder_file):
+    from wanlean import tokens
+
+    return tokens.load_tokenizer(encoder_file)

@@ -2,19 +2,14 @@
 
 import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_a14b_gpu.py"
+from wltest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_a14b_gpu", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_a14b_gpu")
 
 
 def test_tiny_run_measures_every_mode_and_size(bench, tmp_path, capsys):

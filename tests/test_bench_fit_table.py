@@ -1,22 +1,16 @@
 """benchmarks/bench_fit_table.py runs its real code path on the tiny pair when there is no CUDA: every mode,
 auto's choice and why, and the preview overhead."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_fit_table.py"
+from wltest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_fit_table", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_fit_table")
 
 
 def test_tiny_table_has_every_mode_auto_and_the_preview_overhead(bench, tmp_path):

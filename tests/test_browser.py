@@ -5,7 +5,6 @@ canvas and in the "Nodes 2.0" renderer. Skipped without COMFYUI_PATH or chromium
 import json
 
 import pytest
-import sentencepiece as spm
 
 from wanlean import tokens
 from wltest.cdp import Chromium, find_chromium
@@ -31,11 +30,6 @@ def page(comfy, spiece_bytes):
         yield page
     finally:
         browser.close()
-
-
-@pytest.fixture(scope="module")
-def sp(spiece_bytes):
-    return spm.SentencePieceProcessor(model_proto=spiece_bytes)
 
 
 def exact(sp, text):

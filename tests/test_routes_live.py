@@ -4,7 +4,6 @@
 import json
 
 import pytest
-import sentencepiece as spm
 
 from wltest.tiny import write_text_encoder_file
 
@@ -26,11 +25,6 @@ def encoders(comfy, spiece_bytes):
     truncated.write_bytes(truncated.read_bytes()[:-500])
     (folder / "old_format.bin").write_bytes(b"\x80\x04not a safetensors file")
     return folder
-
-
-@pytest.fixture(scope="module")
-def sp(spiece_bytes):
-    return spm.SentencePieceProcessor(model_proto=spiece_bytes)
 
 
 def _count_workflow(text, tokenizer, budget=512, negative=""):

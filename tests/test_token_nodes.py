@@ -39,13 +39,6 @@ def text_encoders(pack, tmp_path, monkeypatch, spiece_bytes, paths_asked):
     return tmp_path
 
 
-@pytest.fixture()
-def sp(spiece_bytes):
-    import sentencepiece as spm
-
-    return spm.SentencePieceProcessor(model_proto=spiece_bytes)
-
-
 def _token_node(pack):
     return pack.NODE_CLASS_MAPPINGS["WanLeanTokenCount"]()
 
