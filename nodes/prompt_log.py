@@ -84,3 +84,7 @@ def log_prompt(entry: PromptEntry) -> None:
 def _announce(rows: list[PromptRow]) -> None:
     _comfy.send_event(EVENT, {"logged": len(rows), "sources": sorted({row.source for row in rows}),
                               "flags": sorted({f for row in rows for f in row.flag_list})})
+
+
+def announce_cleared(cleared: int) -> None:
+    _comfy.send_event(EVENT, {"cleared": cleared})

@@ -191,7 +191,7 @@ def _gibberish(text: str, units: list[str]) -> Anomaly | None:
     latin_words = [u for u in units if len(u) > 1 or u.isascii()]  # CJK units are single non-ASCII characters
     if random_words and (
         max(len(w) for w in random_words) >= RANDOM_LONG_WORD
-        or (len(random_words) >= 2 and len(random_words) / max(1, len(latin_words)) >= RANDOM_WORD_SHARE)
+        or (len(random_words) >= 2 and len(random_words) / max(1, len(text.split())) >= RANDOM_WORD_SHARE)
     ):
         shown = ", ".join(dict.fromkeys(w[:24] for w in random_words[:3]))
         return Anomaly("gibberish", f"random-looking strings ({shown}): umT5 splits them into meaningless pieces.")

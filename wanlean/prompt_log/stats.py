@@ -141,7 +141,8 @@ def rows_csv(store: PromptLog, since: str | None = None, source: str | None = No
 
 
 def render_text(summary: dict, width: int = 40) -> str:
-    """The summary for a terminal, with a text histogram (one line per bin that has prompts, and 512 marked)."""
+    """The summary for a terminal, with a text histogram: one line per bin that has prompts, and the bin
+    starting at 512, marked; "..." where empty bins were left out."""
     t = summary["tokens"]
     n = summary["prompts"]
     scope = []
@@ -164,8 +165,14 @@ def render_text(summary: dict, width: int = 40) -> str:
     last = max(i for i, b in enumerate(bins) if b["count"] or b["lo"] == WAN_TEXT_LEN)
     biggest = max(b["count"] for b in bins) or 1
     label_width = len(f"{bins[last]['lo']}-{bins[last]['hi'] - 1}")
-    for b in bins[: last + 1]:
-        bar = "#" * (round(b["count"] / biggest * width) if b["count"] else 0)
+    shown_last = -1
+    for i, b in enumerate(bins[: last + 1]):
+        if not b["count"] and b["lo"] != WAN_TEXT_LEN:
+            continue
+        if i > shown_last + 1:
+            lines.append("     ...")
+        shown_last = i
+        bar = "#" * max(1, round(b["count"] / biggest * width)) if b["count"] else ""
         mark = "  <- 512: diffusers-style runtimes cut from here" if b["lo"] == WAN_TEXT_LEN else ""
         lines.append(f"{b['lo']:>{label_width // 2}}-{b['hi'] - 1:<{label_width // 2 + 1}} {b['count']:>7} {bar}{mark}")
     flagged = {k: v for k, v in summary["anomalies"].items() if v}
