@@ -22,6 +22,7 @@ EXACT = "exact"
 ESTIMATE = "estimate"
 _LATIN_LETTERS = re.compile("[A-Za-z\u00c0-\u024f]")
 _CJK_LETTERS = re.compile(f"[{CJK_CHARS}]")
+_LETTERS = re.compile(r"[^\W\d_]")
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def script_mix(text: str) -> dict[str, float]:
     """Shares of the letters that are Latin, CJK (kana, ideographs, Hangul) or other scripts, rounded."""
     latin = len(_LATIN_LETTERS.findall(text))
     cjk = len(_CJK_LETTERS.findall(text))
-    letters = sum(1 for c in text if c.isalpha())
+    letters = len(_LETTERS.findall(text))
     other = max(0, letters - latin - cjk)
     if not letters:
         return {}

