@@ -5,7 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from wanlean.prompt_log.anomalies import FLAGS, LABELS, MIN_USUAL_ROWS, UsualLength, detect
+from wanlean.prompt_log.anomalies import (
+    FLAGS,
+    LABELS,
+    MIN_USUAL_ROWS,
+    UsualLength,
+    detect,
+)
 from wanlean.video.models import OFFICIAL_NEGATIVE
 
 CORPUS = Path(__file__).resolve().parents[1] / "benchmarks" / "corpus" / "prompts.jsonl"

@@ -5,7 +5,14 @@ import os
 
 import pytest
 
-from wanlean.prompt_log.settings import ENABLED, MAX_ROWS, STORE_TEXT, LogSettings, SettingsFile, from_dict
+from wanlean.prompt_log.settings import (
+    ENABLED,
+    MAX_ROWS,
+    STORE_TEXT,
+    LogSettings,
+    SettingsFile,
+    from_dict,
+)
 
 
 def test_defaults():
