@@ -61,7 +61,9 @@ _UNITS = re.compile(f"[{_LATIN}][{_LATIN}'\u2019]*|[0-9]+(?:[.,][0-9]+)?|[{CJK_C
 # in a row (xkcdqz), which no English or pinyin word has.
 _CONSONANTS = "bcdfghjklmnpqrstvwxzBCDFGHJKLMNPQRSTVWXZ"
 _ALNUM_WORD = re.compile(f"[{_LATIN}0-9]{{6,}}")
-_RANDOM_INSIDE = re.compile(f"[0-9][{_LATIN}]+[0-9]+[{_LATIN}]|[{_LATIN}][0-9]+[{_LATIN}]+[0-9]|[{_CONSONANTS}]{{6}}")
+_MIXED = re.compile(f"[0-9][{_LATIN}]+[0-9]+[{_LATIN}]|[{_LATIN}][0-9]+[{_LATIN}]+[0-9]")
+_CONSONANT_RUN = re.compile(f"[{_CONSONANTS}]{{6}}")
+_DIGIT = re.compile("[0-9]")
 _PAREN = re.compile(r"[()]")
 _CJK = re.compile(f"[{CJK_CHARS}]")
 _CJK_ANY = _CJK
@@ -186,8 +188,9 @@ def _filler(text: str, units: list[str]) -> Anomaly | None:
 
 def _gibberish(text: str, units: list[str]) -> Anomaly | None:
     random_words = []
-    if _RANDOM_INSIDE.search(text):  # one scan; clean prompts stop here
-        random_words = [w for w in _ALNUM_WORD.findall(text) if _RANDOM_INSIDE.search(w)]
+    mixed = _DIGIT.search(text) is not None and _MIXED.search(text) is not None
+    if mixed or _CONSONANT_RUN.search(text):  # clean prompts stop here
+        random_words = [w for w in _ALNUM_WORD.findall(text) if _CONSONANT_RUN.search(w) or _MIXED.search(w)]
     latin_words = [u for u in units if len(u) > 1 or u.isascii()]  # CJK units are single non-ASCII characters
     if random_words and (
         max(len(w) for w in random_words) >= RANDOM_LONG_WORD
