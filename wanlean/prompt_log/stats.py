@@ -163,11 +163,14 @@ def rows_csv(store: PromptLog, since: str | None = None, source: str | None = No
     writer = csv.writer(out, lineterminator="\n")
     columns = ("id",) + COLUMNS
     writer.writerow(columns)
-    for row in store.rows(since, source):
-        text = row.get("text")
-        if isinstance(text, str) and text[:1] in ("=", "+", "-", "@"):
-            row["text"] = "'" + text
-        writer.writerow(["" if row[c] is None else row[c] for c in columns])
+    where, parameters = where_clause(since, source)
+    rows = store.select(f"SELECT {', '.join(columns)} FROM prompts{where} ORDER BY id", parameters)
+    text_at = columns.index("text")
+    for row in rows:
+        text = row[text_at]
+        if text is not None and text[:1] in ("=", "+", "-", "@"):
+            row = row[:text_at] + ("'" + text,) + row[text_at + 1:]
+        writer.writerow(row)  # None is written as an empty field
     return out.getvalue()
 
 
