@@ -59,6 +59,18 @@ def median_ms(function, repeat: int = 7, number: int = 1) -> float:
     return statistics.median(per_call_ms(function, number) for _ in range(repeat))
 
 
+def cpu_ms(function, repeat: int = 7, number: int = 1) -> float:
+    """Median CPU time of this thread per call: what the call costs on an idle core, whatever else the
+    machine is running (wall times on a shared machine are printed beside it)."""
+    times = []
+    for _ in range(repeat):
+        start = time.thread_time()
+        for _ in range(number):
+            function()
+        times.append((time.thread_time() - start) / number * 1000)
+    return statistics.median(times)
+
+
 def node_overhead(folder: Path, calls: int) -> None:
     pack = load_pack()
     log_module = pack.nodes.prompt_log
@@ -68,16 +80,18 @@ def node_overhead(folder: Path, calls: int) -> None:
     node.run(text, "estimate", 512)  # warm up (the writer thread starts, the database is made)
     target = log_module.current()
     target.writer.flush(30)
-    off, on = [], []
+    off, on, off_cpu, on_cpu = [], [], [], []
     for _ in range(calls):  # interleaved, so a busy machine slows both alike
-        for logging_on, times in ((False, off), (True, on)):
+        for logging_on, times, cpu_times in ((False, off, off_cpu), (True, on, on_cpu)):
             log_module._current = target if logging_on else None  # off: as outside ComfyUI
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.thread_time()
             node.run(text, "estimate", 512)
+            cpu_times.append((time.thread_time() - start_cpu) * 1000)
             times.append((time.perf_counter() - start) * 1000)
             if logging_on:
                 log_module.current().writer.flush(30)
     off_ms, on_ms = statistics.median(off), statistics.median(on)
+    added_cpu = statistics.median(on_cpu) - statistics.median(off_cpu)
     rows = log_module.current().store.count()
     entry = PromptEntry("WanLeanTokenCount", text, 260, False)
     writer = log_module.current().writer
@@ -93,7 +107,8 @@ def node_overhead(folder: Path, calls: int) -> None:
     sync_ms = median_ms(lambda: sync_store.add(make_row(entry)), number=max(50, calls // 10))
     log_module.use(None)
     print(f"WanLeanTokenCount.run, 200-word prompt, estimate: log off {off_ms:.3f} ms, log on {on_ms:.3f} ms "
-          f"(median of {calls} calls each) -> logging adds {on_ms - off_ms:+.3f} ms per node call ({rows} rows written)")
+          f"(median of {calls} calls each) -> logging adds {on_ms - off_ms:+.3f} ms wall, {added_cpu:+.3f} ms CPU "
+          f"per node call ({rows} rows written)")
     print(f"log_prompt alone (settings stat + queue put): {submit_ms * 1000:.1f} us per call")
     print(f"the background writer, {burst} rows in a burst: {writer_ms:.3f} ms per row (row made + batched commit), "
           "off the node's thread")
@@ -136,25 +151,30 @@ def stats_speed(folder: Path, rows: int) -> None:
     routes = pack.nodes.stats_routes
     status, answer = routes.answer_stats({})
     assert status == 200 and answer["prompts"] == rows, (status, answer.get("prompts"))
-    all_ms = median_ms(lambda: routes.answer_stats({}))
-    source_ms = median_ms(lambda: routes.answer_stats({"source": "WanLeanSampler"}))
-    since_ms = median_ms(lambda: routes.answer_stats({"since": "3600"}))
+    shown = []
+    for name, query in (("all", {}), ("source filter", {"source": "WanLeanSampler"}), ("since filter", {"since": "3600"})):
+        wall = median_ms(lambda: routes.answer_stats(query))
+        cpu = cpu_ms(lambda: routes.answer_stats(query))
+        shown.append(f"{name} {wall:.1f} ms wall ({cpu:.1f} ms CPU)")
     csv_ms = median_ms(lambda: routes.answer_csv({}), repeat=3)
     log_module.use(None)
-    print(f"GET /wanlean/stats over {rows:,} rows (answer_stats, median of 7): {all_ms:.1f} ms; "
-          f"source filter {source_ms:.1f} ms; since filter {since_ms:.1f} ms (filled in {filled_s:.1f} s)")
+    print(f"GET /wanlean/stats over {rows:,} rows (answer_stats, median of 7): " + "; ".join(shown)
+          + f" (log filled in {filled_s:.1f} s)")
     print(f"GET /wanlean/stats.csv over {rows:,} rows: {csv_ms:.0f} ms")
 
 
 def detector_speed() -> None:
     text = words_200()
     assert anomalies.detect(text) == []
-    english_ms = median_ms(lambda: anomalies.detect(text, 260), number=2000)
-    negative_ms = median_ms(lambda: anomalies.detect(OFFICIAL_NEGATIVE, 80), number=2000)
     junk = (text + " ") + "masterpiece best quality " * 30
-    junk_ms = median_ms(lambda: anomalies.detect(junk, 400), number=1000)
-    print(f"anomalies.detect: 200-word English prompt {english_ms:.3f} ms; official Chinese negative "
-          f"{negative_ms:.3f} ms; 290 words with a stuffed phrase {junk_ms:.3f} ms (median per call)")
+    cases = (("200-word English prompt", text, 260), ("official Chinese negative", OFFICIAL_NEGATIVE, 80),
+             ("290 words with a stuffed phrase", junk, 400))
+    shown = []
+    for name, prompt, tokens in cases:
+        wall = median_ms(lambda: anomalies.detect(prompt, tokens), number=1000)
+        cpu = cpu_ms(lambda: anomalies.detect(prompt, tokens), number=1000)
+        shown.append(f"{name} {cpu:.3f} ms CPU ({wall:.3f} ms wall)")
+    print("anomalies.detect, median per call: " + "; ".join(shown))
 
 
 def main() -> None:
