@@ -2,9 +2,11 @@
 no folder) costs the row, never the node, with one log line saying why; two processes lose no rows."""
 
 import logging
-import multiprocessing
 import os
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -148,22 +150,24 @@ def test_reading_a_locked_log_raises_a_clear_error(tmp_path):
         holder.close()
 
 
-def _write_many(path, worker, rows):
-    log = PromptLog(path)
-    for i in range(rows):
-        assert log.add(row(i, text=f"worker {worker} prompt {i}"))
+WRITER = """
+import sys
+from wanlean.prompt_log.row import PromptEntry, make_row
+from wanlean.prompt_log.store import PromptLog
+path, worker, rows = sys.argv[1], sys.argv[2], int(sys.argv[3])
+log = PromptLog(path)
+for i in range(rows):
+    assert log.add(make_row(PromptEntry("WanLeanTokenCount", f"worker {worker} prompt {i}", 10, True)))
+"""
 
 
 def test_two_processes_writing_one_database_lose_no_rows(tmp_path):
     path = str(tmp_path / "log.sqlite3")
     PromptLog(path).count()  # create it (WAL) first, as a running ComfyUI would have
-    context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_write_many, args=(path, w, 150)) for w in range(2)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(120)
-    assert [w.exitcode for w in workers] == [0, 0]
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    workers = [subprocess.Popen([sys.executable, "-c", WRITER, path, str(w), "150"], env=env) for w in range(2)]
+    assert [w.wait(120) for w in workers] == [0, 0]
     texts = {r["text"] for r in PromptLog(path).rows()}
     assert len(texts) == 300 and {f"worker {w} prompt {i}" for w in range(2) for i in range(150)} == texts
 
