@@ -8,6 +8,8 @@ import os
 import pytest
 from wltest.tiny_wan import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, tiny_folder
 
+from wanlean import tokens
+
 JUNK = "cat cat cat cat cat cat\u200b sitting on a mat"
 
 
@@ -55,8 +57,10 @@ def test_compress_and_truncate_log_tokens_before_and_after(pack, prompt_log):
     cut = pack.NODE_CLASS_MAPPINGS["WanLeanTruncate"]().run(text, 40, -1, "estimate")["result"][0]
     rows = prompt_log()
     assert [r["source"] for r in rows] == ["WanLeanCompress", "WanLeanTruncate"]
-    for stored, result in zip(rows, (compressed, cut)):
+    estimate = tokens.load_tokenizer(None)
+    for stored, result in zip(rows, (compressed, cut), strict=True):
         assert stored["text"] == text and stored["tokens_after"] == stored["tokens"] < stored["tokens_before"]
+        assert stored["tokens"] == estimate.count(result) and stored["tokens_before"] == estimate.count(text)
     assert rows[1]["tokens"] <= 40 and rows[1]["budget"] == 40
     assert compressed != text and cut != text
 
