@@ -4,6 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wanlean.prompt_log.anomalies import (
     FLAGS,
@@ -129,3 +131,12 @@ def test_several_flags_come_in_flag_order_with_labels():
 def test_empty_and_huge_texts():
     assert detect("") == []
     assert "repetition" in flags("fox " * 20000)
+    assert flags("(" * 100_000 + "fox") == ["weight_syntax"]  # 1.1 ** 100000 would overflow
+
+
+@given(st.text(max_size=400), st.one_of(st.none(), st.integers(min_value=0, max_value=10**6)))
+@settings(max_examples=300, deadline=None)
+def test_any_text_gives_flags_with_reasons_and_never_raises(text, tokens):
+    found = detect(text, tokens, UsualLength(rows=100, q1=10, q3=30))
+    assert [a.flag for a in found] == [f for f in FLAGS if f in {a.flag for a in found}]
+    assert all(a.reason and a.label for a in found)

@@ -4,6 +4,7 @@ APIs limit characters). The counting itself is `wanlean.tokens`."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from .errors import WanLeanError
@@ -139,5 +140,14 @@ def analyze(tokenizer: Tokenizer, text: str, negative: str | None = None, budget
         budget=budget,
         prompt=prompt,
         negative=None if negative is None else count_text(tokenizer, negative, "negative"),
-        anomalies=tuple(detect(clean_text(text), prompt.tokens)),
+        anomalies=_anomalies(clean_text(text), prompt.tokens),
     )
+
+
+def _anomalies(text: str, tokens: int) -> tuple[Anomaly, ...]:
+    """The prompt's anomalies; a bug in a detector costs the flags (logged), never the count."""
+    try:
+        return tuple(detect(text, tokens))
+    except Exception:
+        logging.getLogger("wanlean").exception("[WanLean] anomaly detection failed; the count is shown without flags")
+        return ()

@@ -246,9 +246,10 @@ def _weight_syntax(text: str) -> Anomaly | None:
         elif char == ")":
             depth = max(0, depth - 1)
     if deepest > NESTING_MAX:
+        weight = f"about {1.1 ** deepest:.2f}x" if deepest <= 50 else "over 100x"
         return Anomaly(
             "weight_syntax",
-            f"parentheses nested {deepest} deep (about {1.1 ** deepest:.2f}x weight); write (word:1.3) instead.",
+            f"parentheses nested {deepest} deep ({weight} weight); write (word:1.3) instead.",
         )
     return None
 
