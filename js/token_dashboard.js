@@ -147,8 +147,8 @@ function showStats(stats) {
     : "No prompts logged yet. Run a WanLean prompt node (Token Count, Compress, Truncate, Sampler) or `wanlean prep`; each prompt shows up here.";
   view.content.hidden = prompts === 0;
   view.clear.disabled = prompts === 0 && !filtered;
-  if (prompts === 0) return;
-  view.content.replaceChildren(summary(stats), histogram(stats.tokens?.histogram ?? []), anomalies(stats));
+  if (prompts === 0) view.content.replaceChildren(); // nothing stale left behind the empty state
+  else view.content.replaceChildren(summary(stats), histogram(stats.tokens?.histogram ?? []), anomalies(stats));
 }
 
 function updateSources(sources) {

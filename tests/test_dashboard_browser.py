@@ -88,6 +88,13 @@ def wait_logged(comfy, at_least: int, timeout: float = 30.0) -> dict:
     return answer
 
 
+# A previous workflow in the browser's storage: the frontend opens it instead of the templates dialog it shows
+# a new user (and leaves the server's settings alone, which the other browser tests share).
+EMPTY_WORKFLOW = {"last_node_id": 0, "last_link_id": 0, "nodes": [], "links": [], "groups": [], "config": {}, "extra": {}, "version": 0.4}
+KEEP_WORKFLOW = f"try {{ localStorage.getItem('workflow') || localStorage.setItem('workflow', {json.dumps(json.dumps(EMPTY_WORKFLOW))}); }} catch {{}}"
+CONFIRM = "document.querySelector('.p-dialog[aria-labelledby=\"global-prompt\"]')"
+
+
 @pytest.fixture(scope="module")
 def page(comfy, logged):
     executable = find_chromium()
@@ -95,25 +102,16 @@ def page(comfy, logged):
         pytest.skip("the browser test needs Chromium: apt-get install chromium (or set CHROMIUM to its path)")
     browser = Chromium(executable)
     try:
-        page = browser.open_page(comfy.url)
+        page = browser.open_page("about:blank")
+        page.send("Page.addScriptToEvaluateOnNewDocument", {"source": KEEP_WORKFLOW})
+        page.send("Page.navigate", {"url": comfy.url})
         page.wait_for("!!(window.app && app.graph && app.extensionManager?.setting)", timeout=120)
-        close_dialogs(page)
         page.wait_for("!!document.querySelector('.wanlean-tokens-tab-button')", timeout=30)
         page.js("document.querySelector('.wanlean-tokens-tab-button').click(), 1")
         page.wait_for(f"!!{TAB}", timeout=30)
         yield page
     finally:
         browser.close()
-
-
-def close_dialogs(page):
-    """The first start opens the templates browser over everything: Escape closes it."""
-    for _ in range(20):
-        if not page.js("!!document.querySelector('.p-dialog')"):
-            return
-        page.press("Escape", "Escape", 27)
-        page.js("new Promise((r) => setTimeout(() => r(1), 200))")
-    raise AssertionError("a dialog stays open over the editor")
 
 
 def shown(page, name):
@@ -143,6 +141,7 @@ def save_screenshot(page, name):
     """The sidebar (and the tool bar left of it) as PNG: always to a temp folder, and to WANLEAN_SCREENSHOT_DIR."""
     box = page.js(f"(() => {{ const r = {TAB}.closest('.side-bar-panel')?.getBoundingClientRect() ?? {TAB}.getBoundingClientRect();"
                   " return [r.right, window.innerHeight]; })()")
+    assert not page.js("!!document.querySelector('.p-dialog')"), "a dialog covers the tab"
     clip = {"x": 0, "y": 0, "width": box[0] + 4, "height": box[1], "scale": 1}
     png = base64.b64decode(page.send("Page.captureScreenshot", {"format": "png", "clip": clip})["data"])
     assert png.startswith(b"\x89PNG")
@@ -233,12 +232,12 @@ def click_button(page, scope, label):
 def test_clear_asks_first_then_shows_the_empty_state(page, comfy, logged):
     prompts = stats(comfy)["prompts"]
     click_button(page, TAB, "Clear")
-    click_button(page, "document.querySelector('.p-dialog')", "Cancel")
-    page.wait_for("!document.querySelector('.p-dialog')", timeout=30)
+    click_button(page, CONFIRM, "Cancel")
+    page.wait_for(f"!{CONFIRM}", timeout=30)
     assert stats(comfy)["prompts"] == prompts  # cancelled: nothing deleted
 
     click_button(page, TAB, "Clear")
-    click_button(page, "document.querySelector('.p-dialog')", "Delete")
+    click_button(page, CONFIRM, "Delete")
     page.wait_for(f"!{TAB}.querySelector('.wanlean-empty').hidden", timeout=30)
     assert stats(comfy)["prompts"] == 0
     assert page.js(f"{TAB}.querySelector('.wanlean-empty').textContent").startswith("No prompts logged yet")
