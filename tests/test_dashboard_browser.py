@@ -69,7 +69,8 @@ def stats(comfy, **params) -> dict:
 @pytest.fixture(scope="module")
 def logged(comfy):
     """The prompt log after real prompt nodes ran: short, long (over 512), over budget, compressed, stuffed."""
-    assert requests.delete(f"{comfy.url}{STATS}", timeout=30).status_code == 200
+    cleared = requests.delete(f"{comfy.url}{STATS}", timeout=30)
+    assert cleared.status_code == 200, f"DELETE {STATS} answered {cleared.status_code}: the tab needs the prompt-log back end"
     workflows = [count_node(sentence(words, f"shot {words}")) for words in (6, 12, 20, 35, 60, 90, 140)]
     workflows += [count_node(sentence(480, "long take")), count_node(sentence(40, "tight budget"), budget=16)]
     workflows += [compress_node(sentence(120, "compressed") + ", very very really quite extremely beautiful")]
