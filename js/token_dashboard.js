@@ -119,19 +119,20 @@ function scheduleRefresh() {
 }
 
 function showProblem(text) {
+  if (!view) return; // the tab closed while a request was out
   view.status.textContent = text;
   view.status.dataset.kind = "error";
   view.status.style.color = "var(--error-text, #ff6b6b)";
 }
 
 function showNote(text) {
+  if (!view) return;
   view.status.textContent = text;
   view.status.dataset.kind = "note";
   view.status.style.color = "";
 }
 
 function showStats(stats) {
-  view.stats = stats;
   updateSources(stats.sources ?? []);
   if (view.status.dataset.kind === "error") showNote("");
   const prompts = stats.prompts ?? 0;
