@@ -39,7 +39,10 @@ def attention_backends(session):
 
 def assert_nothing_left_on(session):
     """After a run the experts are as loaded: no backend pinned, no cache hooks, no compiled blocks attached."""
-    from diffusers.models.attention_dispatch import AttentionBackendName, _AttentionBackendRegistry
+    from diffusers.models.attention_dispatch import (
+        AttentionBackendName,
+        _AttentionBackendRegistry,
+    )
 
     assert set(attention_backends(session)) == {None}
     assert _AttentionBackendRegistry._active_backend == AttentionBackendName.NATIVE
@@ -233,7 +236,10 @@ def failing(*args, **kwargs):
 
 
 def test_an_attention_backend_failing_at_run_time_falls_back_to_the_baseline(a14b, baseline, monkeypatch):
-    from diffusers.models.attention_dispatch import AttentionBackendName, _AttentionBackendRegistry
+    from diffusers.models.attention_dispatch import (
+        AttentionBackendName,
+        _AttentionBackendRegistry,
+    )
 
     monkeypatch.setattr(speed, "diffusers_backend", lambda option, device: "_native_math")
     monkeypatch.setitem(_AttentionBackendRegistry._backends, AttentionBackendName._NATIVE_MATH, failing)
@@ -308,3 +314,17 @@ def test_user_facing_errors_inside_a_forward_are_not_retried(a14b):
         handle.remove()
     assert len(calls) == 1
     assert_nothing_left_on(a14b)
+
+
+# --- the node -------------------------------------------------------------------------------------------
+def test_the_node_returns_a_pipe_carrying_the_options_and_refuses_what_cannot_run(pack, a14b):
+    node = pack.NODE_CLASS_MAPPINGS["WanLeanSpeed"]
+    inputs = node.INPUT_TYPES()["required"]
+    assert all(spec[1].get("tooltip") for spec in inputs.values())
+    (pipe,) = node().run(a14b, "auto", "off", "off", "first_block", 0.1)
+    assert pipe is not a14b and pipe.transformer is a14b.transformer
+    assert (pipe.speed.attention, pipe.speed.step_cache, pipe.speed.cache_threshold) == ("auto", "first_block", 0.1)
+    assert a14b.speed == speed.BASELINE
+    with pytest.raises(Exception, match="pip install sageattention") as info:
+        node().run(a14b, "sage", "off", "off", "off", 0.05)
+    assert type(info.value).__name__ == "WanLeanError"
