@@ -19,6 +19,7 @@ NODE_MODULES = (
     "video.sampler",
     "video.load_comfy_files",
     "video.lora",
+    "video.speed",
     "video.aigc_label",
 )
 
