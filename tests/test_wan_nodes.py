@@ -85,7 +85,8 @@ class FakeGenerate:
         from types import SimpleNamespace
 
         self.calls.append(SimpleNamespace(session=session, request=request, cache=cache, result_cache=result_cache))
-        return SimpleNamespace(frames=torch.zeros(1, 16, 16, 3), fps=16, latents=torch.zeros(1, 16, 1, 2, 2), report="fake")
+        return SimpleNamespace(frames=torch.zeros(1, 16, 16, 3), fps=16, latents=torch.zeros(1, 16, 1, 2, 2), report="fake",
+                               stats=SimpleNamespace(text=[]))  # the node logs the prompt from stats.text
 
 
 def test_every_sampler_input_reaches_the_core_with_its_value(pack, nodes, monkeypatch):
