@@ -18,6 +18,7 @@ from wanlean.video import result_cache
 from wanlean.video.disk_cache import MemoryLRU
 from wanlean.video.result_cache import CachedResult, ResultCache, ResultFolder, cached_or_run, make_result_cache, result_key
 from wanlean.video.run_report import RunStats
+from wanlean.video.speed import SpeedOptions
 from wanlean.video.sampler import decode, encode_prompts, generate, resolve_settings
 from wanlean.video.text_encoding import EncodedText
 
@@ -62,7 +63,12 @@ def test_weights_dtype_device_and_embeddings_change_the_key(session, keyed):
         result_key(session, settings, [nudged, negative]),
         result_key(session, settings, [prompt, EncodedText(negative.rows[:-1], negative.total_tokens - 1, "miss")]),
     ]
+    variants += [result_key(dataclasses.replace(session, speed=SpeedOptions(**option)), settings, [prompt, negative])
+                 for option in ({"step_cache": "first_block"}, {"step_cache": "first_block", "cache_threshold": 0.1},
+                                {"compile": "blocks"}, {"fp8_matmul": "on"}, {"attention": "flash"})]
     assert base not in variants and len(set(variants)) == len(variants)
+    # auto is keyed as the kernel it picks: on the CPU that is sdpa, the baseline
+    assert result_key(dataclasses.replace(session, speed=SpeedOptions(attention="auto")), settings, [prompt, negative]) == base
 
 
 def test_what_does_not_decide_the_latents_leaves_the_key_alone(session, keyed):

@@ -6,6 +6,8 @@ The key (`result_key`) is a SHA-256 over everything that decides the denoised la
   path, size, modification time and header hash (or a diffusers folder's transformer files), extended by
   every LoRA with its file identity, expert and strength, and the weight storage (`loaders.identity`);
 - the compute dtype, the device type (cpu/cuda), the model type, and the diffusers and torch versions;
+- the speed levers of `WanLeanSpeed` (attention kernel, compile, fp8 matmul, step cache and threshold):
+  most change the numbers, the step cache the video;
 - every resolved setting: size, frames, steps, cfg_high/cfg_low, shift, boundary, sampler, seed;
 - hashes of the prompt embedding and, when a stage uses CFG, of the negative embedding, so texts that
   encode the same (e.g. differing only in spaces) hit the same entry.
@@ -30,6 +32,7 @@ import os
 from dataclasses import dataclass
 
 from ..errors import WanLeanError
+from . import speed
 from .disk_cache import MemoryLRU, SafetensorsFolder, tensor_checksum
 from .embedding_cache import CACHE_MODES
 from .video_shape import latent_shape
@@ -81,12 +84,22 @@ def result_key(session, settings, encoded: list) -> str | None:
         "dtype": str(session.dtype).removeprefix("torch."),
         "device": torch.device(session.device).type,
         "versions": [diffusers.__version__, torch.__version__],
+        "speed": _speed_key(session),
         "settings": [settings.width, settings.height, settings.frames, settings.steps, settings.cfg_high,
                      settings.cfg_low, settings.shift, settings.boundary, settings.sampler, settings.seed],
         "prompt": embedding_digest(encoded[0].rows),
         "negative": embedding_digest(encoded[1].rows) if guided else None,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _speed_key(session) -> list:
+    """The speed levers (WanLeanSpeed) that change what a run computes: the attention kernel (`auto` as
+    chosen for this device and dtype), compile, fp8 matmul, and the step cache with its threshold."""
+    options = speed.options_of(session)
+    attention = options.attention if options.attention != "auto" else speed.choose_attention(session.device, session.dtype)[0]
+    threshold = options.cache_threshold if options.step_cache != "off" else None
+    return [attention, options.compile, options.fp8_matmul, options.step_cache, threshold]
 
 
 def entry_problem(tensors: dict, metadata: dict, key: str, shape) -> str | None:
