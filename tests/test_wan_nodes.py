@@ -40,7 +40,8 @@ def load(nodes, name="wan22/tiny-a14b", memory_mode="gpu"):
 
 def sample(nodes, pipe, **overrides):
     values = dict(prompt="a red fox runs through deep snow", negative=OFFICIAL_NEGATIVE, width=TINY_WIDTH, height=TINY_HEIGHT,
-                  frames=TINY_FRAMES, steps=3, cfg_high=4.0, cfg_low=3.0, shift=12.0, seed=1, sampler="unipc", text_cache="memory")
+                  frames=TINY_FRAMES, steps=3, cfg_high=4.0, cfg_low=3.0, shift=12.0, seed=1, sampler="unipc", text_cache="memory",
+                  result_cache="off")  # these tests watch the sampling itself: a result-cache hit would skip it
     values.update(overrides)
     return nodes.WanLeanSampler().run(pipe, **values)
 
@@ -80,11 +81,12 @@ class FakeGenerate:
     def __init__(self):
         self.calls = []
 
-    def __call__(self, session, request, cache=None, on_step=None, cancel_check=None, on_progress=None):
+    def __call__(self, session, request, cache=None, on_step=None, cancel_check=None, on_progress=None, result_cache=None):
         from types import SimpleNamespace
 
-        self.calls.append(SimpleNamespace(session=session, request=request, cache=cache))
-        return SimpleNamespace(frames=torch.zeros(1, 16, 16, 3), fps=16, latents=torch.zeros(1, 16, 1, 2, 2), report="fake")
+        self.calls.append(SimpleNamespace(session=session, request=request, cache=cache, result_cache=result_cache))
+        return SimpleNamespace(frames=torch.zeros(1, 16, 16, 3), fps=16, latents=torch.zeros(1, 16, 1, 2, 2), report="fake",
+                               stats=SimpleNamespace(text=[]))  # the node logs the prompt from stats.text
 
 
 def test_every_sampler_input_reaches_the_core_with_its_value(pack, nodes, monkeypatch):
@@ -105,6 +107,25 @@ def test_every_sampler_input_reaches_the_core_with_its_value(pack, nodes, monkey
     nodes.WanLeanSampler().run(pipe, **dict(inputs, boundary=0.0, text_cache="memory + disk"))
     assert fake.calls[1].request.boundary is None
     assert fake.calls[1].cache.disk.folder.endswith(os.path.join("output", "wanlean", "text_embedding_cache"))
+    # result_cache: its default is memory; off reaches the core as None; memory + disk gets its folder and cap
+    assert fake.calls[1].result_cache.disk is None and fake.calls[1].result_cache.memory is not None
+    nodes.WanLeanSampler().run(pipe, **dict(inputs, result_cache="off"))
+    nodes.WanLeanSampler().run(pipe, **dict(inputs, result_cache="memory + disk", result_cache_gb=3))
+    assert fake.calls[2].result_cache is None
+    disk = fake.calls[3].result_cache.disk
+    assert disk.folder.endswith(os.path.join("output", "wanlean", "result_cache")) and disk.max_bytes == 3 * 1024**3
+
+
+def test_a_repeated_sampler_run_is_a_result_cache_hit_whatever_the_node_id_and_argument_order(pack, nodes):
+    core_module(pack, "video.result_cache").SHARED_MEMORY.clear()
+    pipe = load(nodes)
+    first = sample(nodes, pipe, seed=4242, result_cache="memory", unique_id="5")["result"]
+    inputs = dict(reversed(list(dict(prompt="a red fox runs through deep snow", negative=OFFICIAL_NEGATIVE, width=TINY_WIDTH,
+                                     height=TINY_HEIGHT, frames=TINY_FRAMES, steps=3, cfg_high=4.0, cfg_low=3.0, shift=12.0,
+                                     seed=4242, sampler="unipc", text_cache="off", result_cache="memory").items())))
+    again = nodes.WanLeanSampler().run(load(nodes), unique_id="77", **inputs)["result"]
+    assert "result cache miss" in first[3] and "result cache hit (memory): denoising skipped, 0 transformer forwards" in again[3]
+    assert torch.equal(first[0], again[0]) and torch.equal(first[2]["samples"], again[2]["samples"])
 
 
 def test_every_loader_input_reaches_the_core_with_its_value(pack, nodes, monkeypatch):

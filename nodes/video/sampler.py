@@ -11,6 +11,7 @@ import os
 from ...wanlean.prompt_log.row import PromptEntry
 from ...wanlean.video.embedding_cache import CACHE_MODES, make_cache
 from ...wanlean.video.models import A14B, OFFICIAL_NEGATIVE
+from ...wanlean.video.result_cache import DISK_MAX_GB, RESULT_CACHE_MODES, make_result_cache
 from ...wanlean.video.sampler import VideoRequest
 from ...wanlean.video.schedule import SAMPLERS
 from .. import _comfy
@@ -18,6 +19,7 @@ from .._shared import PIPE, require_diffusers
 from ..prompt_log import log_prompt
 
 DISK_CACHE_SUBFOLDER = os.path.join("wanlean", "text_embedding_cache")
+RESULT_CACHE_SUBFOLDER = os.path.join("wanlean", "result_cache")
 
 
 class WanLeanSampler:
@@ -61,11 +63,15 @@ class WanLeanSampler:
             },
             "optional": {
                 "boundary": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.005, "tooltip": "A14B: switch to the low-noise expert when the timestep drops below boundary × 1000. 0 = the model's (0.875). Ignored by TI2V-5B."}),
+                # After boundary: saved workflows fill widgets by position, so new inputs go last.
+                "result_cache": (list(RESULT_CACHE_MODES), {"default": "memory", "tooltip": "Finished-video cache. The same model files, LoRAs, settings, seed and prompt embeddings give the stored latents back: 0 transformer forwards, only the VAE decodes (the text is still encoded, cheaply with text_cache). memory: within this ComfyUI session. memory + disk: also in output/wanlean/result_cache, across restarts (capped by result_cache_gb). off: always sample."}),
+                "result_cache_gb": ("INT", {"default": DISK_MAX_GB, "min": 1, "max": 10000, "tooltip": "With result_cache 'memory + disk': the most GB its folder keeps; the least recently used results go first. A result takes about 10 MB at 1280×720×81."}),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
-    def run(self, pipe, prompt, negative, width, height, frames, steps, cfg_high, cfg_low, shift, seed, sampler, text_cache, boundary=0.0, unique_id=None):
+    def run(self, pipe, prompt, negative, width, height, frames, steps, cfg_high, cfg_low, shift, seed, sampler, text_cache, boundary=0.0,
+            result_cache="memory", result_cache_gb=DISK_MAX_GB, unique_id=None):
         require_diffusers()
         from ...wanlean.video.sampler import generate, resolve_settings
 
@@ -74,6 +80,7 @@ class WanLeanSampler:
             cfg_high=cfg_high, cfg_low=cfg_low, shift=shift, seed=seed, sampler=sampler, boundary=boundary or None,
         )
         settings = resolve_settings(pipe, request)  # bad input fails here, before any weight moves
+        results = make_result_cache(result_cache, _disk_cache_folder(result_cache, RESULT_CACHE_SUBFOLDER), result_cache_gb)
         _comfy.throw_if_interrupted()
         if str(getattr(pipe, "device", "cpu")).startswith("cuda"):
             _comfy.unload_comfy_models()  # ComfyUI's own models would compete for the GPU (and for auto's choice)
@@ -87,8 +94,9 @@ class WanLeanSampler:
             _comfy.throw_if_interrupted()
 
         result = generate(
-            pipe, request, cache=make_cache(text_cache, _disk_cache_folder(text_cache)), on_progress=on_progress,
+            pipe, request, cache=make_cache(text_cache, _disk_cache_folder(text_cache, DISK_CACHE_SUBFOLDER)), on_progress=on_progress,
             cancel_check=_comfy.throw_if_interrupted,  # Cancel also stops between two transformer blocks
+            result_cache=results,
         )
         _comfy.show_text(unique_id, result.report)
         if result.stats.text:  # the prompt as the model's own tokenizer counted it (the negative is not logged)
@@ -99,11 +107,11 @@ class WanLeanSampler:
         }
 
 
-def _disk_cache_folder(text_cache: str) -> str | None:
-    if text_cache != "memory + disk":
+def _disk_cache_folder(mode: str, subfolder: str) -> str | None:
+    if mode != "memory + disk":
         return None
     output = _comfy.output_directory()
-    return os.path.join(output, DISK_CACHE_SUBFOLDER) if output else None
+    return os.path.join(output, subfolder) if output else None
 
 
 NODE_CLASS_MAPPINGS = {"WanLeanSampler": WanLeanSampler}

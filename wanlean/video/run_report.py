@@ -32,6 +32,8 @@ class RunStats:
     previews: int = 0  # clean estimates computed for previews
     preview_seconds: float = 0.0  # time spent in on_progress (previews, progress text)
     speed: object = None  # speed.Levers of the run: its report lines (attention, compile, fp8, skipped forwards, fallbacks)
+    result_cache: str = "off"  # "off", "unkeyed" (no weights identity), "miss", or a hit: "memory" / "disk"
+    result_cache_note: str = ""  # where a miss was stored, what a hit saved, why the cache was not used
 
     @property
     def forwards(self) -> int:
@@ -159,6 +161,7 @@ def report(session, settings, stats: RunStats) -> str:
         lines.append(f"{label}: {_text_line(item)}")
     if len(stats.text) == 1:
         lines.append("negative: not encoded (CFG off in every stage)")
+    lines.append(_result_cache_line(stats))
     lines.append(f"text encoding: {_plural(stats.encoder_forwards, 'encoder forward')}, {stats.text_seconds * 1000:.1f} ms; "
                  f"decode {stats.decode_seconds:.2f} s" + (f"; weight moves {stats.move_seconds:.2f} s" if stats.move_seconds else ""))
     if stats.first_estimate_seconds is not None and settings.steps > 1:
@@ -175,6 +178,17 @@ def report(session, settings, stats: RunStats) -> str:
             lines.append(f"note: LoRA {lora['file']} ({lora['expert']}-noise expert): {len(lora['not_applied'])} key(s) "
                          f"not applied: {', '.join(lora['not_applied'])}")
     return "\n".join(lines)
+
+
+def _result_cache_line(stats: RunStats) -> str:
+    if stats.result_cache in ("memory", "disk"):
+        return (f"result cache hit ({stats.result_cache}): denoising skipped, 0 transformer forwards, only the VAE "
+                f"decoded ({stats.result_cache_note})")
+    if stats.result_cache == "miss":
+        return f"result cache miss: sampled, {stats.result_cache_note}"
+    if stats.result_cache == "unkeyed":
+        return f"result cache {stats.result_cache_note}"
+    return "result cache off"
 
 
 def _mode_text(session) -> str:

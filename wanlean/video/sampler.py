@@ -1,6 +1,7 @@
 """Wan2.2 text-to-video sampling on a `WanSession`, read top to bottom like diffusers' `pipeline_wan.py`:
 `resolve_settings` (official defaults, input checks) → `encode_prompts` (real tokens, cache) →
-`denoise` (the loop: which expert runs now, is CFG on) → `decode` (VAE, frames 0–1, raw latents).
+`denoise` (the loop: which expert runs now, is CFG on; skipped on a `result_cache` hit) → `decode` (VAE,
+frames 0–1, raw latents).
 
 Differences from a bare `WanPipeline` call, all deliberate:
 - CFG is decided per stage: the high-noise stage uses `cfg_high`, the low-noise stage `cfg_low`, and a
@@ -23,11 +24,12 @@ from . import auto_memory, memory, request_memory, speed
 from ..errors import WanLeanError
 from .memory import AUTO
 from .models import OFFICIAL_NEGATIVE
+from .result_cache import cached_or_run
 from .schedule import NUM_TRAIN_TIMESTEPS, SAMPLERS, cfg_enabled, count_forwards, forwards_per_step, make_scheduler, plan_steps
 from .session import WanSession
 from .text_encoding import encode_texts, padded_batch
 from ..tokens import check_text_size, clean_text, lone_surrogates
-from .video_shape import check_frames, check_size
+from .video_shape import check_frames, check_size, latent_shape
 from .run_report import RunStats, StageStats, StepProgress, StepTimer, format_duration, out_of_memory_message, report  # noqa: F401 (re-exported)
 
 
@@ -173,16 +175,8 @@ def initial_noise(session: WanSession, settings: Settings):
     import torch
     from diffusers.utils.torch_utils import randn_tensor
 
-    latent_frames = (settings.frames - 1) // session.vae_scale_temporal + 1
-    shape = (
-        1,
-        session.latent_channels,
-        latent_frames,
-        settings.height // session.vae_scale_spatial,
-        settings.width // session.vae_scale_spatial,
-    )
     generator = torch.Generator(device="cpu").manual_seed(settings.seed)
-    return randn_tensor(shape, generator=generator, device=torch.device(session.device), dtype=torch.float32)
+    return randn_tensor(latent_shape(session, settings), generator=generator, device=torch.device(session.device), dtype=torch.float32)
 
 
 def denoise(
@@ -356,8 +350,10 @@ def generate(
     on_step: Callable[[int, int, str], None] | None = None,
     cancel_check: Callable[[], None] | None = None,
     on_progress: Callable[[StepProgress], None] | None = None,
+    result_cache=None,
 ) -> VideoResult:
-    """Text to video. Raises WanLeanError for bad input and for device out-of-memory (memory is freed and
+    """Text to video. `cache`: the text-embedding cache; `result_cache`: a `result_cache.ResultCache`, whose
+    hit skips denoising (0 forwards; the text is still encoded, since the key holds its embeddings). Raises WanLeanError for bad input and for device out-of-memory (memory is freed and
     the message names the memory modes to try); an exception from `on_step` (after each step) or from
     `cancel_check` (before each transformer block) stops the run at once. `on_progress` gets a
     `StepProgress` after each step (progress text, time left, previews). A request that cannot fit in
@@ -373,8 +369,8 @@ def generate(
     out_of_memory = None
     try:
         prompt_embeds, negative_embeds = encode_prompts(session, settings, cache, stats)
-        latents = denoise(session, settings, prompt_embeds, negative_embeds, on_step, stats=stats, cancel_check=cancel_check,
-                          on_progress=on_progress)
+        latents = cached_or_run(result_cache, session, settings, stats, lambda: denoise(
+            session, settings, prompt_embeds, negative_embeds, on_step, stats=stats, cancel_check=cancel_check, on_progress=on_progress))
         decode_started = time.perf_counter()
         frames, latents_raw = decode(session, latents)
         stats.decode_seconds = time.perf_counter() - decode_started

@@ -10,7 +10,8 @@ What a loader must provide:
   run (`wanlean.video.memory`), so loaders never move weights for a memory mode themselves;
 - a `TextEncoderSource` that tokenizes and loads the umT5 encoder lazily (`LazyTextEncoder` does the lazy
   part for you: give it an identity, a tokenize function and a load function);
-- `model_type`, `boundary_ratio`, `expand_timesteps`, `dtype`, `device`, `memory_mode`, `source`.
+- `model_type`, `boundary_ratio`, `expand_timesteps`, `dtype`, `device`, `memory_mode`, `source`;
+- `weights_identity` (`wanlean.video.loaders.identity`), or runs skip the result cache.
 
 Interface stable since the first commit of issue 5; later changes stay backwards compatible.
 """
@@ -94,6 +95,10 @@ class WanSession:
     source: str = ""  # where it was loaded from, for reports
     extras: dict = field(default_factory=dict)  # loader notes for reports (files, formats, LoRAs); never read to decide
     speed: SpeedOptions = BASELINE  # speed levers (node WanLeanSpeed, `speed.with_speed`), applied by the sampler per run
+    # Which transformer weights these are (files, LoRAs with strengths, weight storage), from
+    # `loaders.identity`; part of every result-cache key. "": unknown (a session built in code), and runs
+    # skip the result cache.
+    weights_identity: str = ""
 
     @property
     def memory_state(self) -> MemoryState:

@@ -33,3 +33,10 @@ def check_size(name: str, value: int, multiple: int, model: str, hint: str) -> i
 
 def latent_frames(frames: int) -> int:
     return (frames - 1) // VAE_TEMPORAL + 1
+
+
+def latent_shape(session, settings) -> tuple[int, int, int, int, int]:
+    """`[1, C, latent_frames, h, w]` of the model-space latents a session samples for `settings`."""
+    latent_count = (settings.frames - 1) // session.vae_scale_temporal + 1
+    spatial = session.vae_scale_spatial
+    return (1, session.latent_channels, latent_count, settings.height // spatial, settings.width // spatial)

@@ -18,6 +18,7 @@ from ..embedding_cache import RowSpec
 from ..devices import resolve_device, resolve_dtype
 from ..memory import MEMORY_MODES
 from ..session import LazyTextEncoder, WanSession
+from .identity import folder_identity
 
 def read_model_index(folder: str) -> tuple[str, dict]:
     """(model_type, model_index) of a Wan2.2 diffusers folder, or a WanLeanError saying what it is instead."""
@@ -91,6 +92,8 @@ def load_diffusers_folder(folder: str, dtype: str = "auto", memory_mode: str = "
     torch_dtype = resolve_dtype(dtype, torch_device)
     check_weight_files(folder, ["transformer", "vae", "text_encoder"] + (["transformer_2"] if model_type == "A14B" else []))
     folder = os.path.realpath(folder)
+    transformer_parts = ["transformer"] + (["transformer_2"] if model_type == "A14B" else [])
+    weights_identity = folder_identity(folder, transformer_parts)  # before loading: the files as they are read
 
     def load_transformer(subfolder):
         if _accelerate_available():
@@ -120,6 +123,7 @@ def load_diffusers_folder(folder: str, dtype: str = "auto", memory_mode: str = "
         memory_mode=memory_mode,
         source=f"diffusers folder {os.path.basename(folder)}",
         extras={"folder": folder},
+        weights_identity=weights_identity,
     )
 
 

@@ -20,6 +20,7 @@ from ...memory import MEMORY_MODES
 from ...models import OFFICIAL
 from ...session import WanSession
 from .build import empty_weights, load_module
+from ..identity import files_identity
 from .detect import A14B_FILES, ModelFile, fingerprint, inspect_diffusion_model, inspect_text_encoder, inspect_vae
 from .keymaps import transformer_map, vae_map
 from .umt5 import comfy_text_encoder
@@ -85,6 +86,8 @@ def load_comfy_files(
     except ImportError as exc:
         raise missing_package(exc.name or "diffusers", "Loading Wan2.2 files") from None
 
+    experts = {"high_noise_model": high.path, **({"low_noise_model": low.path} if low is not None else {})}
+    weights_identity = files_identity(experts, weight_storage)  # before loading: the files as they are read
     total = sum(len(f.names()) for f in (high, low, vae_file) if f is not None)
     counter = [0]
 
@@ -124,6 +127,7 @@ def load_comfy_files(
             "text_encoder_device": pinned_encoder_device,  # reported; the encoder's pinned_device decides
             "low_noise_model_picked": picked,  # low_noise_model was 'none': the file named like the high-noise one
         },
+        weights_identity=weights_identity,
     )
 
 

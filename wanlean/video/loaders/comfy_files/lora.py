@@ -35,6 +35,7 @@ import re
 import torch
 
 from ....errors import WanLeanError
+from ..identity import with_lora
 from .stream import TensorReader, open_model_file
 
 log = logging.getLogger("wanlean")
@@ -361,5 +362,13 @@ def apply_loras(session, high: tuple[str, float] | None = None, low: tuple[str, 
         transformer_2=experts["low"],
         source=f"{base_source} + LoRA ({lora_names})",
         extras=extras,
+        weights_identity=_identity_with_loras(getattr(session, "weights_identity", ""), plan),
     )
+
+
+def _identity_with_loras(identity: str, plan) -> str:
+    """The pipe's weights identity extended by each LoRA's file identity, expert and strength, in order."""
+    for slot, (path, strength) in plan:
+        identity = with_lora(identity, slot, path, strength)
+    return identity
 
