@@ -169,7 +169,8 @@ def test_progress_advances_once_per_step_and_cancel_stops_within_a_step(nodes, m
 
     monkeypatch.setattr(nodes._comfy, "throw_if_interrupted", interrupt_on_second_step)
     forwards = []
-    handle = pipe.transformer.register_forward_pre_hook(lambda *a: forwards.append(1))
+    # one entry per sample: the CFG pair counts 2 forwards whether it runs as two calls or one batch of 2
+    handle = pipe.transformer.register_forward_pre_hook(lambda m, a, k: forwards.extend([1] * len(k["hidden_states"])), with_kwargs=True)
     try:
         with pytest.raises(Interrupted):
             sample(nodes, pipe, steps=3, cfg_high=4.0)
