@@ -14,10 +14,11 @@ random weights (speed does not depend on the values), cfg 4, random 512-row text
 Configs: `tiny` (the tests' tiny expert: dim 24, 2 blocks, fp32, 64×32×9 = 24 video tokens), `mid` (dim
 512, 8 heads, ffn 2048, 4 blocks, fp32, --mid-size: compute dominates), and on `--device cuda` `full`
 (one T2V-A14B expert: dim 5120, 40 blocks, bf16, --full-size, weights made on the GPU). Each variant is
-warmed up once, then the variants run in turn --repeat times (5 × --repeat for tiny); the figure is the median. Peak memory is
-what the step adds over what was resident before it: on the CPU the process's peak RSS (VmHWM, reset
+warmed up once, then the variants run in turn --repeat times (5 × --repeat for tiny); the figure is the median.
+Peak memory is what the step adds over what was resident before it: on the CPU the process's peak RSS (VmHWM, reset
 through /proc/self/clear_refs before each measured call), on CUDA `torch.cuda.max_memory_allocated`.
-Ratios below 1 mean batched is faster. Measured in one run, on whatever else the machine is doing.
+On the CPU the process's CPU time per step is printed too: on a shared machine it moves less than the wall
+time. Ratios below 1 mean batched is faster. Measured in one run, on whatever else the machine is doing.
 """
 
 from __future__ import annotations
@@ -134,16 +135,17 @@ def run_config(name: str, size: str, device: str, dtype, repeat: int, prompts: l
     tokens = video_tokens(latents, config["patch_size"])
     table = variants(expert, latents, timestep, prompt, negative, prompts)
 
-    def timed(fn) -> float:
+    def timed(fn) -> tuple[float, float]:
         if cuda:
             torch.cuda.synchronize()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         fn()
         if cuda:
             torch.cuda.synchronize()
-        return time.perf_counter() - started
+        return time.perf_counter() - started, time.process_time() - cpu_started
 
     seconds = {key: [] for key in table}
+    cpu_seconds = {key: [] for key in table}
     peaks = {}
     memory = PeakMemory(device)
     with torch.no_grad():
@@ -152,17 +154,22 @@ def run_config(name: str, size: str, device: str, dtype, repeat: int, prompts: l
             peaks[key] = memory.measure(fn)
         for _ in range(repeat):
             for key, fn in table.items():
-                seconds[key].append(timed(fn))
+                wall, cpu = timed(fn)
+                seconds[key].append(wall)
+                cpu_seconds[key].append(cpu)
     del expert
     if cuda:
         torch.cuda.empty_cache()
     medians = {key: statistics.median(values) for key, values in seconds.items()}
+    cpu_medians = {key: statistics.median(values) for key, values in cpu_seconds.items()}
     return {
         "config": name, "description": description, "size": size, "video_tokens": tokens, "dtype": str(dtype).replace("torch.", ""),
         "ms_per_step": {key: round(value * 1e3, 3) for key, value in medians.items()},
+        "cpu_ms_per_step": {key: round(value * 1e3, 3) for key, value in cpu_medians.items()},
         "all_ms": {key: [round(v * 1e3, 3) for v in values] for key, values in seconds.items()},
         "peak_extra_mb": {key: (None if value is None else round(value / 2**20, 1)) for key, value in peaks.items()},
         "ratio_pair": round(medians["pair batched"] / medians["pair sequential"], 3),
+        "ratio_pair_cpu_time": round(cpu_medians["pair batched"] / cpu_medians["pair sequential"], 3),
         "ratio_prompts": {
             str(count): {
                 "one_batch_vs_sequential_pairs": round(medians[f"{count} prompts as one batch of {2 * count}"]
@@ -180,8 +187,10 @@ def print_result(result: dict, device: str, threads: int, repeat: int) -> None:
         f"{device}{f', {threads} threads' if device == 'cpu' else ''}, median of {repeat}")
     for key, ms in result["ms_per_step"].items():
         peak = result["peak_extra_mb"][key]
-        log(f"  {key:<45} {ms:>10.2f} ms/step   peak +{'?' if peak is None else f'{peak:.1f}'} MB")
-    log(f"  ratio pair batched / sequential: {result['ratio_pair']:.3f}")
+        cpu = "" if device != "cpu" else f" (CPU time {result['cpu_ms_per_step'][key]:.2f})"
+        log(f"  {key:<45} {ms:>10.2f} ms/step{cpu}   peak +{'?' if peak is None else f'{peak:.1f}'} MB")
+    log(f"  ratio pair batched / sequential: {result['ratio_pair']:.3f}"
+        + (f" (CPU time: {result['ratio_pair_cpu_time']:.3f})" if device == "cpu" else ""))
     for count, ratios in result["ratio_prompts"].items():
         log(f"  ratio {count} prompts as one batch / one at a time (sequential pair): {ratios['one_batch_vs_sequential_pairs']:.3f}; "
             f"/ one at a time (batched pair): {ratios['one_batch_vs_batched_pairs']:.3f}")

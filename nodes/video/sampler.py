@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from ...wanlean.video.embedding_cache import CACHE_MODES, make_cache
+from ...wanlean.video.guidance import CFG_BATCH_MODES
 from ...wanlean.video.models import A14B, OFFICIAL_NEGATIVE
 from ...wanlean.video.sampler import VideoRequest
 from ...wanlean.video.schedule import SAMPLERS
@@ -59,17 +60,20 @@ class WanLeanSampler:
             },
             "optional": {
                 "boundary": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.005, "tooltip": "A14B: switch to the low-noise expert when the timestep drops below boundary × 1000. 0 = the model's (0.875). Ignored by TI2V-5B."}),
+                "cfg_batch": (list(CFG_BATCH_MODES), {"default": "auto", "tooltip": "Run the CFG pair (prompt and negative) as one batch of 2 instead of two forwards: same video within float rounding, twice the activation memory. auto: batched only where measured faster (small videos on the CPU); sequential on a GPU, where it is unmeasured. on / off force it."}),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
-    def run(self, pipe, prompt, negative, width, height, frames, steps, cfg_high, cfg_low, shift, seed, sampler, text_cache, boundary=0.0, unique_id=None):
+    def run(self, pipe, prompt, negative, width, height, frames, steps, cfg_high, cfg_low, shift, seed, sampler, text_cache, boundary=0.0,
+            cfg_batch="auto", unique_id=None):
         require_diffusers()
         from ...wanlean.video.sampler import generate, resolve_settings
 
         request = VideoRequest(
             prompt=prompt, negative=negative, width=width, height=height, frames=frames, steps=steps,
             cfg_high=cfg_high, cfg_low=cfg_low, shift=shift, seed=seed, sampler=sampler, boundary=boundary or None,
+            cfg_batch=cfg_batch,
         )
         settings = resolve_settings(pipe, request)  # bad input fails here, before any weight moves
         _comfy.throw_if_interrupted()

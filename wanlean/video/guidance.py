@@ -14,8 +14,8 @@ activation memory), `off` forces the pair one after the other.
 
 from __future__ import annotations
 
-from .schedule import cfg_enabled
 from ..errors import WanLeanError
+from .schedule import cfg_enabled
 
 CFG_BATCH_MODES = ("auto", "on", "off")
 # auto batches the pair on the CPU up to this many video tokens per sample (measured faster there; the
