@@ -12,9 +12,11 @@ from wanlean.video import guidance
 from wanlean.video.guidance import AUTO_CPU_MAX_TOKENS, batch_cfg_pair, predict_noise
 from wanlean.video.sampler import generate, resolve_settings
 
-# fp32 on the CPU: the batched kernels may add in another order; measured max abs difference of the
-# frames 0 to a few 1e-7 (see README), so 1e-5 leaves room for other CPUs and still catches a wrong split.
-TOLERANCE = 1e-5
+# fp32 on the CPU: the batched kernels may add in another order. Measured max abs difference on these tiny
+# models: frames 1.2e-7 (A14B) / 2.4e-7 (TI2V-5B), raw latents (× the VAE's std, up to 2.5) 2.4e-6 / 8.8e-6.
+# A wrong split (cond and uncond swapped) moves the frames by 0.045.
+TOLERANCE = 1e-5  # frames (0–1) and single predictions
+LATENT_TOLERANCE = 1e-4  # raw latents
 
 
 @pytest.fixture(scope="module", params=["A14B", "TI2V-5B"])
@@ -51,7 +53,7 @@ def test_batched_pair_gives_the_sequential_frames(session):
     batched, batched_calls = run(session, "on")
     steps = sequential.settings.steps
     assert sequential_calls == [1] * (2 * steps) and batched_calls == [2] * steps  # two calls of 1 vs one call of 2
-    assert (batched.latents - sequential.latents).abs().max().item() <= TOLERANCE
+    assert (batched.latents - sequential.latents).abs().max().item() <= LATENT_TOLERANCE
     assert (batched.frames - sequential.frames).abs().max().item() <= TOLERANCE
     # still the same video, not a video that happens to be close: a different seed is far away
     other, _ = run(session, "off", seed=8)
