@@ -2,7 +2,7 @@
 one at a time, per denoising step of one expert.
 
     python benchmarks/bench_cfg_batch.py [--device cpu|cuda] [--configs tiny,mid] [--prompts 2,4]
-                                         [--repeat 5] [--threads 1] [--mid-size 416x240x9]
+                                         [--repeat 5] [--threads 1] [--tiny-size 64x32x9] [--mid-size 416x240x9]
                                          [--full-size 832x480x81] [--out results.json]
 
 What runs is the sampler's own `wanlean.video.guidance.predict_noise` on a `WanTransformer3DModel` with
@@ -11,7 +11,7 @@ random weights (speed does not depend on the values), cfg 4, random 512-row text
   batch 2 (batched);
 - `N prompts`: N prompts of the same settings, each one at a time (sequential pair, and batched pair) vs
   all N as one call of batch 2N, in ms per step for all N.
-Configs: `tiny` (the tests' tiny expert: dim 24, 2 blocks, fp32, 64×32×9 = 24 video tokens), `mid` (dim
+Configs: `tiny` (the tests' tiny expert: dim 24, 2 blocks, fp32, --tiny-size: 64×32×9 = 24 video tokens), `mid` (dim
 512, 8 heads, ffn 2048, 4 blocks, fp32, --mid-size: compute dominates), and on `--device cuda` `full`
 (one T2V-A14B expert: dim 5120, 40 blocks, bf16, --full-size, weights made on the GPU). Each variant is
 warmed up once, then the variants run in turn --repeat times (5 × --repeat for tiny); the figure is the median.
@@ -38,13 +38,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import torch  # noqa: E402
 from bench_a14b_gpu import A14B_EXPERT, TINY_EXPERT, build_expert  # noqa: E402
 
-from wanlean.video.guidance import predict_noise, video_tokens  # noqa: E402
+from wanlean.video.guidance import batch_cfg_pair, predict_noise, video_tokens  # noqa: E402
 
 MID_EXPERT = dict(A14B_EXPERT, num_attention_heads=8, attention_head_dim=64, text_dim=512, ffn_dim=2048, num_layers=4)
 CONFIGS = {
-    "tiny": (TINY_EXPERT, "64x32x9", "dim 24, 2 blocks"),
-    "mid": (MID_EXPERT, None, "dim 512, 8 heads, ffn 2048, 4 blocks"),
-    "full": (A14B_EXPERT, None, "one A14B expert: dim 5120, 40 blocks"),
+    "tiny": (TINY_EXPERT, "dim 24, 2 blocks"),
+    "mid": (MID_EXPERT, "dim 512, 8 heads, ffn 2048, 4 blocks"),
+    "full": (A14B_EXPERT, "one A14B expert: dim 5120, 40 blocks"),
 }
 CFG = 4.0
 TIMESTEP = 900.0
@@ -122,7 +122,7 @@ def variants(expert, latents, timestep, prompt, negative, prompts: list[int]) ->
 
 
 def run_config(name: str, size: str, device: str, dtype, repeat: int, prompts: list[int]) -> dict:
-    config, _, description = CONFIGS[name]
+    config, description = CONFIGS[name]
     width, height, frames = parse_size(size)
     cuda = device.startswith("cuda")
     expert = build_expert(config, device, dtype, seed=1)
@@ -133,6 +133,7 @@ def run_config(name: str, size: str, device: str, dtype, repeat: int, prompts: l
     negative = torch.randn((1, 512, config["text_dim"]), generator=generator).to(device, dtype)
     timestep = torch.tensor([TIMESTEP], device=device)
     tokens = video_tokens(latents, config["patch_size"])
+    elements = tokens * config["num_attention_heads"] * config["attention_head_dim"]
     table = variants(expert, latents, timestep, prompt, negative, prompts)
 
     def timed(fn) -> tuple[float, float]:
@@ -163,7 +164,8 @@ def run_config(name: str, size: str, device: str, dtype, repeat: int, prompts: l
     medians = {key: statistics.median(values) for key, values in seconds.items()}
     cpu_medians = {key: statistics.median(values) for key, values in cpu_seconds.items()}
     return {
-        "config": name, "description": description, "size": size, "video_tokens": tokens, "dtype": str(dtype).replace("torch.", ""),
+        "config": name, "description": description, "size": size, "video_tokens": tokens,
+        "hidden_elements": elements, "auto": batch_cfg_pair("auto", device, elements)[1], "dtype": str(dtype).replace("torch.", ""),
         "ms_per_step": {key: round(value * 1e3, 3) for key, value in medians.items()},
         "cpu_ms_per_step": {key: round(value * 1e3, 3) for key, value in cpu_medians.items()},
         "all_ms": {key: [round(v * 1e3, 3) for v in values] for key, values in seconds.items()},
@@ -185,6 +187,7 @@ def run_config(name: str, size: str, device: str, dtype, repeat: int, prompts: l
 def print_result(result: dict, device: str, threads: int, repeat: int) -> None:
     log(f"\n{result['config']} ({result['description']}, {result['dtype']}) {result['size']} = {result['video_tokens']:,} video tokens, "
         f"{device}{f', {threads} threads' if device == 'cpu' else ''}, median of {repeat}")
+    log(f"  video tokens × model width {result['hidden_elements']:,}; cfg_batch {result['auto']}")
     for key, ms in result["ms_per_step"].items():
         peak = result["peak_extra_mb"][key]
         cpu = "" if device != "cpu" else f" (CPU time {result['cpu_ms_per_step'][key]:.2f})"
@@ -203,6 +206,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--prompts", default="2,4", help="prompt counts for the several-prompts comparison ('' for none)")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (CPU only)")
+    parser.add_argument("--tiny-size", default="64x32x9")
     parser.add_argument("--mid-size", default="416x240x9")
     parser.add_argument("--full-size", default="832x480x81")
     parser.add_argument("--out", default=None, help="also write the results as JSON here")
@@ -214,7 +218,7 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     names = (args.configs or ("full" if cuda else "tiny,mid")).split(",")
     prompts = [int(v) for v in args.prompts.split(",") if v.strip()]
-    sizes = {"tiny": CONFIGS["tiny"][1], "mid": args.mid_size, "full": args.full_size}
+    sizes = {"tiny": args.tiny_size, "mid": args.mid_size, "full": args.full_size}
     report = {
         "device": torch.cuda.get_device_name() if cuda else (platform.processor() or "cpu"),
         "torch": torch.__version__, "threads": None if cuda else args.threads, "repeat": args.repeat, "cfg": CFG, "results": [],

@@ -12,6 +12,7 @@ def test_tiny_run_measures_every_variant_and_prints_ratios(tmp_path, capsys):
     assert json.loads(out.read_text()) == report
     (result,) = report["results"]
     assert result["video_tokens"] == 24  # 64×32×9: 3 latent frames × 2 × 4 patches
+    assert result["hidden_elements"] == 24 * 24 and result["auto"].startswith("auto: batched on the CPU")
     assert list(result["ms_per_step"]) == [
         "pair sequential", "pair batched", "2 prompts one at a time, sequential pair",
         "2 prompts one at a time, batched pair", "2 prompts as one batch of 4",

@@ -9,7 +9,7 @@ from wltest.tiny_wan import tiny_request, tiny_session
 
 from wanlean.errors import WanLeanError
 from wanlean.video import guidance
-from wanlean.video.guidance import AUTO_CPU_MAX_TOKENS, batch_cfg_pair, predict_noise
+from wanlean.video.guidance import AUTO_CPU_MAX_ELEMENTS, batch_cfg_pair, predict_noise
 from wanlean.video.sampler import generate, resolve_settings
 
 # fp32 on the CPU: the batched kernels may add in another order. Measured max abs difference on these tiny
@@ -106,9 +106,11 @@ def test_predict_noise_combines_the_pair_the_same_way_batched_or_not():
 
 
 def test_auto_batches_only_where_measured_faster():
-    assert batch_cfg_pair("auto", torch.device("cpu"), 24)[0] is True
-    assert batch_cfg_pair("auto", torch.device("cpu"), AUTO_CPU_MAX_TOKENS)[0] is True
-    assert batch_cfg_pair("auto", "cpu", AUTO_CPU_MAX_TOKENS + 1)[0] is False
+    assert batch_cfg_pair("auto", torch.device("cpu"), 24 * 24)[0] is True
+    assert batch_cfg_pair("auto", torch.device("cpu"), AUTO_CPU_MAX_ELEMENTS)[0] is True
+    batched, why = batch_cfg_pair("auto", "cpu", 1170 * 512)  # the benchmark's mid config: measured slower
+    assert batched is False and "599,040 > 32,768" in why
+    assert AUTO_CPU_MAX_ELEMENTS >= 1170 * 24 and AUTO_CPU_MAX_ELEMENTS < 1170 * 512  # between the measured points
     batched, why = batch_cfg_pair("auto", torch.device("cuda", 0), 24)
     assert batched is False and "unmeasured" in why  # the GPU keeps the sequential pair
     assert batch_cfg_pair("on", torch.device("cuda", 0), 10**6) == (True, "cfg_batch on")
@@ -120,6 +122,8 @@ def test_auto_batches_only_where_measured_faster():
 def test_the_tiny_run_is_batched_by_default_and_a_bad_mode_is_refused_by_name():
     session = tiny_session("A14B")
     result, sizes = run(session, "auto")
-    assert set(sizes) == {2} and "auto: batched on the CPU" in result.report
+    # 32×32×5: 2 latent frames × 2 × 2 patches = 8 tokens, width 2 heads × 12 = 24
+    assert guidance.hidden_elements(session.transformer, torch.zeros(1, 16, 2, 4, 4)) == 8 * 24
+    assert set(sizes) == {2} and "auto: batched on the CPU, video tokens × model width 192 ≤ 32,768" in result.report
     with pytest.raises(WanLeanError, match="cfg_batch must be one of auto, on, off; got 'fast'"):
         resolve_settings(session, tiny_request(cfg_batch="fast"))

@@ -6,10 +6,14 @@ timestep twice (TI2V-5B's per-token timestep too), so it runs one call of batch 
 batch 1. The arithmetic per sample is the same; only the order of float operations inside the batched
 kernels may differ (tests: frames equal within 1e-5 on the tiny models in fp32).
 
-Whether it pays was measured (`benchmarks/bench_cfg_batch.py`, figures in the README): `auto` batches
-only where it was measured faster and the extra memory is small. The CUDA full size is unmeasured here,
-so `auto` keeps the pair sequential on a GPU; `on` forces the batch (it needs twice the transformer's
-activation memory), `off` forces the pair one after the other.
+Whether it pays was measured (`benchmarks/bench_cfg_batch.py`, figures in the README). On the CPU one
+call of batch 2 saves the per-call overhead of a forward and nothing else: the pair took 0.55–0.61× the
+time on the tests' tiny model at 24 video tokens, 0.91–0.98× where a step took 40–400 ms, and 1.04×
+(slower) on a 512-wide 4-block model at 1,170 tokens, where compute dominates. So `auto` batches on the
+CPU only while a sample's hidden state (video tokens × model width) is at most AUTO_CPU_MAX_ELEMENTS, the
+largest measured faster; the extra memory is then under a few MB. On a GPU at full size it is unmeasured
+here, so `auto` keeps the pair sequential there. `on` forces the batch (twice the transformer's
+activation memory; the memory check before a run still counts one sample), `off` the sequential pair.
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ from ..errors import WanLeanError
 from .schedule import cfg_enabled
 
 CFG_BATCH_MODES = ("auto", "on", "off")
-# auto batches the pair on the CPU up to this many video tokens per sample (measured faster there; the
-# second sample's activations are then at most a few tens of MB). Above it, and on a GPU, sequential.
-AUTO_CPU_MAX_TOKENS = 512
+# auto batches the pair on the CPU up to this many hidden-state elements per sample (video tokens × model
+# width): measured faster at 576, 12,288 and 28,080, slower at 599,040. Above it, and on a GPU, sequential.
+AUTO_CPU_MAX_ELEMENTS = 32_768
 
 
 def predict_noise(expert, latent_input, timestep, prompt_embeds, negative_embeds, cfg: float, batched: bool):
@@ -57,8 +61,15 @@ def video_tokens(latents, patch_size) -> int:
     return (frames // patch_size[0]) * (height // patch_size[1]) * (width // patch_size[2])
 
 
-def batch_cfg_pair(mode: str, device, tokens: int) -> tuple[bool, str]:
-    """(run the CFG pair as one batch of 2, why) for `cfg_batch` `mode` on `device` at `tokens` video tokens."""
+def hidden_elements(transformer, latents) -> int:
+    """Elements of one sample's hidden state in `transformer` for `latents`: video tokens × model width."""
+    config = transformer.config
+    return video_tokens(latents, config.patch_size) * int(config.num_attention_heads) * int(config.attention_head_dim)
+
+
+def batch_cfg_pair(mode: str, device, elements: int) -> tuple[bool, str]:
+    """(run the CFG pair as one batch of 2, why) for `cfg_batch` `mode` on `device`, with `elements` in one
+    sample's hidden state (`hidden_elements`)."""
     if mode not in CFG_BATCH_MODES:
         raise WanLeanError(f"cfg_batch must be one of {', '.join(CFG_BATCH_MODES)}; got '{mode}'.")
     if mode == "on":
@@ -68,6 +79,7 @@ def batch_cfg_pair(mode: str, device, tokens: int) -> tuple[bool, str]:
     on_cpu = str(getattr(device, "type", device)) == "cpu"
     if not on_cpu:
         return False, "auto: sequential on a GPU (batching the pair is unmeasured there)"
-    if tokens > AUTO_CPU_MAX_TOKENS:
-        return False, f"auto: sequential on the CPU above {AUTO_CPU_MAX_TOKENS} video tokens ({tokens:,} here; no faster batched)"
-    return True, f"auto: batched on the CPU at ≤ {AUTO_CPU_MAX_TOKENS} video tokens ({tokens:,} here; measured faster)"
+    size = f"video tokens × model width {elements:,}"
+    if elements > AUTO_CPU_MAX_ELEMENTS:
+        return False, f"auto: sequential on the CPU, {size} > {AUTO_CPU_MAX_ELEMENTS:,} (batched is no faster where compute dominates)"
+    return True, f"auto: batched on the CPU, {size} ≤ {AUTO_CPU_MAX_ELEMENTS:,} (measured faster)"

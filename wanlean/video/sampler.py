@@ -248,7 +248,7 @@ def _denoise(session, settings, prompt_embeds, negative_embeds, on_step, latents
     if latents is None:
         latents = initial_noise(session, settings)
     timer = StepTimer(settings, [boundary_timestep is None or bool(t >= boundary_timestep) for t in timesteps])
-    stats.cfg_batch = guidance.batch_cfg_pair(settings.cfg_batch, session.device, guidance.video_tokens(latents, session.transformer.config.patch_size))
+    stats.cfg_batch = guidance.batch_cfg_pair(settings.cfg_batch, session.device, guidance.hidden_elements(session.transformer, latents))
     batched = stats.cfg_batch[0]  # the CFG pair as one batch of 2 (see guidance)
     denoise_started = time.perf_counter()
 
