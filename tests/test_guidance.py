@@ -108,7 +108,7 @@ def test_predict_noise_combines_the_pair_the_same_way_batched_or_not():
 def test_auto_batches_only_where_measured_faster():
     assert batch_cfg_pair("auto", torch.device("cpu"), 24 * 24)[0] is True
     assert batch_cfg_pair("auto", torch.device("cpu"), AUTO_CPU_MAX_ELEMENTS)[0] is True
-    batched, why = batch_cfg_pair("auto", "cpu", 1170 * 512)  # the benchmark's mid config: measured slower
+    batched, why = batch_cfg_pair("auto", "cpu", 1170 * 512)  # the benchmark's mid config: no reliable gain
     assert batched is False and "599,040 > 32,768" in why
     assert AUTO_CPU_MAX_ELEMENTS >= 1170 * 24 and AUTO_CPU_MAX_ELEMENTS < 1170 * 512  # between the measured points
     batched, why = batch_cfg_pair("auto", torch.device("cuda", 0), 24)

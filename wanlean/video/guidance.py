@@ -8,10 +8,10 @@ kernels may differ (tests: frames equal within 1e-5 on the tiny models in fp32).
 
 Whether it pays was measured (`benchmarks/bench_cfg_batch.py`, figures in the README). On the CPU one
 call of batch 2 saves the per-call overhead of a forward and nothing else: the pair took 0.55–0.61× the
-time on the tests' tiny model at 24 video tokens, 0.91–0.98× where a step took 40–400 ms, and 1.04×
-(slower) on a 512-wide 4-block model at 1,170 tokens, where compute dominates. So `auto` batches on the
-CPU only while a sample's hidden state (video tokens × model width) is at most AUTO_CPU_MAX_ELEMENTS, the
-largest measured faster; the extra memory is then under a few MB. On a GPU at full size it is unmeasured
+time on the tests' tiny model at 24 video tokens, 0.91–0.98× where a step took 40–400 ms, and 0.93× in one
+run, 1.04× in another on a 512-wide 4-block model at 1,170 tokens, where compute dominates (no reliable
+gain). So `auto` batches on the CPU only while a sample's hidden state (video tokens × model width) is at
+most AUTO_CPU_MAX_ELEMENTS, the largest measured faster; the extra memory is then under a few MB. On a GPU at full size it is unmeasured
 here, so `auto` keeps the pair sequential there. `on` forces the batch (twice the transformer's
 activation memory; the memory check before a run still counts one sample), `off` the sequential pair.
 """
@@ -23,7 +23,8 @@ from .schedule import cfg_enabled
 
 CFG_BATCH_MODES = ("auto", "on", "off")
 # auto batches the pair on the CPU up to this many hidden-state elements per sample (video tokens × model
-# width): measured faster at 576, 12,288 and 28,080, slower at 599,040. Above it, and on a GPU, sequential.
+# width): measured faster at 576, 12,288 and 28,080; at 599,040 0.93× and 1.04× in two runs (no reliable
+# gain). Above it, and on a GPU, sequential.
 AUTO_CPU_MAX_ELEMENTS = 32_768
 
 
@@ -81,5 +82,5 @@ def batch_cfg_pair(mode: str, device, elements: int) -> tuple[bool, str]:
         return False, "auto: sequential on a GPU (batching the pair is unmeasured there)"
     size = f"video tokens × model width {elements:,}"
     if elements > AUTO_CPU_MAX_ELEMENTS:
-        return False, f"auto: sequential on the CPU, {size} > {AUTO_CPU_MAX_ELEMENTS:,} (batched is no faster where compute dominates)"
+        return False, f"auto: sequential on the CPU, {size} > {AUTO_CPU_MAX_ELEMENTS:,} (no reliable gain measured where compute dominates)"
     return True, f"auto: batched on the CPU, {size} ≤ {AUTO_CPU_MAX_ELEMENTS:,} (measured faster)"
