@@ -1,7 +1,18 @@
 """Seconds per step and peak GPU memory of the pack's sampler on a full-size Wan2.2 T2V-A14B expert pair.
 
     python benchmarks/bench_a14b_gpu.py [--sizes 832x480x81,1280x720x81] [--modes gpu,model_offload,sequential_offload]
-                                        [--steps 2] [--time-budget 420] [--out results.json] [--attention BACKEND]
+                                        [--steps 2] [--time-budget 420] [--out results.json] [--attention OPTION]
+                                        [--compile off|blocks] [--fp8-matmul off|on] [--weight-storage bf16|fp8]
+                                        [--step-cache off|first_block] [--cache-threshold 0.05]
+                                        [--speed-sets "baseline;attention=auto;attention=auto,compile=blocks"]
+
+Speed levers (WanLeanSpeed's options, `wanlean.video.speed`): `--attention` takes the node's choices
+(auto, sdpa, sdpa_cudnn, flash, sage; any other name is passed to diffusers' set_attention_backend as
+before), `--compile`, `--fp8-matmul` (needs `--weight-storage fp8`: the block Linears become `Fp8Linear`,
+quantized on the GPU with one scale per tensor, as an fp8_scaled file loads), `--step-cache` and
+`--cache-threshold`. `--speed-sets` measures several option sets in one run ("baseline" or
+comma-separated name=value pairs, sets separated by ";"); each result names its set, and the table
+prints the ratio of its s/step to the baseline set's at the same size and mode.
 
 Speed does not depend on the weights' values, so the two experts (Wan2.1-14B architecture each: dim
 5120, 40 layers, 40 heads, ffn 13824, in/out 16, text_dim 4096) are built with random bf16 weights
@@ -79,7 +90,7 @@ def build_expert(config: dict, device, dtype, seed: int):
     return model.eval()
 
 
-def build_session(full_size: bool, device, dtype, attention: str | None):
+def build_session(full_size: bool, device, dtype, attention: str | None, weight_storage: str = "bf16"):
     from diffusers import AutoencoderKLWan
 
     from wanlean.video.session import LazyTextEncoder, WanSession
@@ -87,9 +98,12 @@ def build_session(full_size: bool, device, dtype, attention: str | None):
     config = A14B_EXPERT if full_size else TINY_EXPERT
     high = build_expert(config, device, dtype, seed=1)
     low = build_expert(config, device, dtype, seed=2)
-    if attention:
+    if attention:  # a diffusers backend name (the node's own choices go through --speed-sets / SpeedOptions)
         for expert in (high, low):
             expert.set_attention_backend(attention)
+    if weight_storage == "fp8":
+        for expert in (high, low):
+            store_blocks_in_fp8(expert, dtype)
     # The VAE only supplies its scale factors here (decode is skipped): a tiny one, never run.
     vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1).eval()
 
@@ -103,6 +117,41 @@ def build_session(full_size: bool, device, dtype, attention: str | None):
         memory_mode="gpu", source="random full-size A14B pair" if full_size else "random tiny pair",
     )
     return session, config["text_dim"]
+
+
+def store_blocks_in_fp8(expert, dtype) -> None:
+    """Every nn.Linear inside the transformer blocks becomes an `Fp8Linear` (float8 e4m3 weight, one fp32
+    scale per tensor), quantized where the weight lies (the GPU), one layer at a time."""
+    from wanlean.video.loaders.comfy_files.quant import Fp8Linear
+
+    fp8_max = torch.finfo(torch.float8_e4m3fn).max
+    for block in expert.blocks:
+        for name, module in list(block.named_modules()):
+            if type(module) is not torch.nn.Linear:
+                continue
+            weight = module.weight.detach()
+            scale = (weight.abs().amax().float() / fp8_max).clamp(min=torch.finfo(torch.float32).tiny)
+            quantized = (weight.float() / scale).clamp(-fp8_max, fp8_max).to(torch.float8_e4m3fn)
+            replacement = Fp8Linear(quantized, scale.reshape(()), module.bias, dtype)
+            parent = block.get_submodule(name.rsplit(".", 1)[0]) if "." in name else block
+            setattr(parent, name.rsplit(".", 1)[-1], replacement)
+            del weight, quantized, module
+
+
+def parse_speed_sets(text: str, defaults: dict) -> list[tuple[str, object]]:
+    """[(label, SpeedOptions)] from "baseline;attention=auto,compile=blocks"; `defaults` from the single flags."""
+    from wanlean.video.speed import SpeedOptions
+
+    sets = []
+    for item in [part.strip() for part in text.split(";") if part.strip()]:
+        values = {} if item == "baseline" else dict(defaults)
+        if item != "baseline":
+            for pair in item.split(","):
+                name, _, value = pair.partition("=")
+                name = name.strip().replace("-", "_")
+                values[name] = float(value) if name == "cache_threshold" else value.strip()
+        sets.append((item, SpeedOptions(**values)))
+    return sets
 
 
 def parse_sizes(text: str) -> list[tuple[int, int, int]]:
@@ -123,14 +172,14 @@ def boundary_for_last_step_low(steps_total: int, shift: float) -> float:
     return (timesteps[-2] + timesteps[-1]) / 2 / 1000
 
 
-def run_config(session, text_dim, size, mode, timed_steps, deadline, on_cuda):
+def run_config(session, text_dim, size, mode, timed_steps, deadline, on_cuda, speed_set: str = "baseline"):
     from wanlean.video import memory
     from wanlean.video.sampler import RunStats, VideoRequest, denoise, resolve_settings
 
     width, height, frames = size
     steps_total = 1 + timed_steps
     session.memory_mode = mode
-    result = {"size": f"{width}x{height}x{frames}", "mode": mode, "steps": [], "status": "ok"}
+    result = {"size": f"{width}x{height}x{frames}", "mode": mode, "speed": speed_set, "steps": [], "status": "ok"}
     started = time.perf_counter()
     memory.prepare(session)
     if on_cuda:
@@ -182,6 +231,8 @@ def run_config(session, text_dim, size, mode, timed_steps, deadline, on_cuda):
     result["mean_step_s"] = round(sum(s["seconds"] for s in timed) / len(timed), 3) if timed else None
     result["mean_step_s_without_moves"] = round(sum(without_moves) / len(without_moves), 3) if without_moves else None
     result["forwards_per_step"] = 2
+    if stats.speed is not None:
+        result["speed_report"] = stats.speed.report_lines({"high": "high-noise expert", "low": "low-noise expert"})
     if on_cuda:
         result["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         result["peak_reserved_gib"] = round(torch.cuda.max_memory_reserved() / 2**30, 2)
@@ -195,11 +246,29 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, default=2, help="timed steps after 1 warm-up step (default 2)")
     parser.add_argument("--time-budget", type=float, default=420.0, help="seconds after which no new config starts")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
-    parser.add_argument("--attention", default=None, help="diffusers attention backend (e.g. flash, _native_cudnn); default SDPA")
+    parser.add_argument("--attention", default=None, help="auto, sdpa, sdpa_cudnn, flash, sage (WanLeanSpeed), or a diffusers backend name; default SDPA")
+    parser.add_argument("--compile", default="off", choices=("off", "blocks"), help="regional torch.compile of the blocks")
+    parser.add_argument("--fp8-matmul", default="off", choices=("off", "on"), help="fp8 matrix multiplies (needs --weight-storage fp8)")
+    parser.add_argument("--weight-storage", default="bf16", choices=("bf16", "fp8"), help="fp8: block Linears stored as Fp8Linear")
+    parser.add_argument("--step-cache", default="off", choices=("off", "first_block"), help="diffusers' First Block Cache")
+    parser.add_argument("--cache-threshold", type=float, default=0.05, help="the step cache's threshold")
+    parser.add_argument("--speed-sets", default=None, help='option sets to measure in one run, e.g. "baseline;attention=auto;attention=auto,compile=blocks"')
     parser.add_argument("--tiny", action="store_true", help="the tiny config even on CUDA (a quick check)")
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error("--steps must be at least 1")
+    from wanlean.video.speed import ATTENTION, with_speed
+
+    speed_flags = {"compile": args.compile, "fp8_matmul": args.fp8_matmul, "step_cache": args.step_cache,
+                   "cache_threshold": args.cache_threshold}
+    backend_name = None
+    if args.attention in ATTENTION:
+        speed_flags["attention"] = args.attention
+    else:
+        backend_name = args.attention
+    single = ",".join(f"{k}={v}" for k, v in speed_flags.items() if k != "cache_threshold" and v not in ("off", "sdpa"))
+    single += f",cache_threshold={args.cache_threshold}" if args.step_cache != "off" else ""
+    speed_sets = parse_speed_sets(args.speed_sets or (single or "baseline"), speed_flags)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
     if unknown:
@@ -219,10 +288,11 @@ def main(argv=None) -> dict:
         "config": "full-size A14B expert pair" if full_size else "tiny A14B-style pair (no CUDA)",
         "torch": torch.__version__, "diffusers": diffusers.__version__, "dtype": str(dtype).removeprefix("torch."),
         "attention": args.attention or "default (SDPA)", "timed_steps": args.steps, "results": [],
+        "weight_storage": args.weight_storage, "speed_sets": [label for label, _ in speed_sets],
     }
     log(f"[bench_a14b_gpu] {report['config']} on {report['device']}, torch {torch.__version__}, diffusers {diffusers.__version__}")
     started = time.perf_counter()
-    session, text_dim = build_session(full_size, device, dtype, args.attention)
+    session, text_dim = build_session(full_size, device, dtype, backend_name, args.weight_storage)
     if on_cuda:
         torch.cuda.synchronize()
     params = sum(p.numel() for p in session.transformer.parameters())
@@ -231,34 +301,39 @@ def main(argv=None) -> dict:
     log(f"built 2 experts × {params / 1e9:.2f} B parameters in {report['build_s']:.1f} s"
         + (f"; GPU memory {torch.cuda.memory_allocated() / 2**30:.1f} GiB" if on_cuda else ""))
 
-    for mode in modes:
-        for size in sizes:
-            label = f"{size[0]}x{size[1]}x{size[2]} {mode}"
-            if time.monotonic() > deadline:
-                log(f"  {label}: skipped (time budget of {args.time_budget:.0f} s spent)")
-                report["results"].append({"size": label.split()[0], "mode": mode, "status": "skipped: time budget spent"})
-                continue
-            log(f"  {label}: 1 warm-up + {args.steps} timed steps, cfg 4/3 (2 forwards per step)")
-            try:
-                result = run_config(session, text_dim, size, mode, args.steps, deadline, on_cuda)
-            except torch.OutOfMemoryError as exc:
-                from wanlean.video import memory
+    for mode, size, (speed_label, options) in [(m, z, o) for m in modes for z in sizes for o in speed_sets]:
+        label = f"{size[0]}x{size[1]}x{size[2]} {mode}" + (f" [{speed_label}]" if len(speed_sets) > 1 else "")
+        if time.monotonic() > deadline:
+            log(f"  {label}: skipped (time budget of {args.time_budget:.0f} s spent)")
+            report["results"].append({"size": label.split()[0], "mode": mode, "speed": speed_label, "status": "skipped: time budget spent"})
+            continue
+        log(f"  {label}: 1 warm-up + {args.steps} timed steps, cfg 4/3 (2 forwards per step)")
+        try:
+            run_session = session if options.is_baseline else with_speed(session, options)
+            result = run_config(run_session, text_dim, size, mode, args.steps, deadline, on_cuda, speed_label)
+        except torch.OutOfMemoryError as exc:
+            from wanlean.video import memory
 
-                memory.release(session)
-                result = {"size": label.split()[0], "mode": mode, "status": f"out of memory: {str(exc).splitlines()[0][:160]}"}
-            except WanLeanError as exc:  # e.g. sequential_offload without accelerate
-                result = {"size": label.split()[0], "mode": mode, "status": f"unavailable: {exc}"}
-            report["results"].append(result)
-            peak = f", peak {result['peak_gib']:.1f} GiB" if "peak_gib" in result else ""
-            mean = result.get("mean_step_s")
-            log(f"  {label}: {result['status']}; mean {mean if mean is not None else '-'} s/step"
-                f" (without weight moves {result.get('mean_step_s_without_moves', '-')}){peak}; placement {result.get('placement_s', '-')} s")
+            memory.release(session)
+            result = {"size": label.split()[0], "mode": mode, "speed": speed_label, "status": f"out of memory: {str(exc).splitlines()[0][:160]}"}
+        except WanLeanError as exc:  # e.g. sequential_offload without accelerate, sage not installed
+            result = {"size": label.split()[0], "mode": mode, "speed": speed_label, "status": f"unavailable: {exc}"}
+        report["results"].append(result)
+        peak = f", peak {result['peak_gib']:.1f} GiB" if "peak_gib" in result else ""
+        mean = result.get("mean_step_s")
+        log(f"  {label}: {result['status']}; mean {mean if mean is not None else '-'} s/step"
+            f" (without weight moves {result.get('mean_step_s_without_moves', '-')}){peak}; placement {result.get('placement_s', '-')} s")
 
     report["total_s"] = round(time.monotonic() - t0, 1)
     log("\nsize           mode                 s/step  s/step(no moves)  peak GiB  status")
     for r in report["results"]:
         log(f"{r['size']:<14} {r['mode']:<20} {_fmt(r.get('mean_step_s')):>6}  {_fmt(r.get('mean_step_s_without_moves')):>16}  "
-            f"{_fmt(r.get('peak_gib')):>8}  {r['status']}")
+            f"{_fmt(r.get('peak_gib')):>8}  {r['status']}" + (f"  [{r.get('speed')}]" if len(speed_sets) > 1 else ""))
+    for r in report["results"]:  # each set against the baseline set at the same size and mode
+        base = next((b for b in report["results"] if b.get("speed") == "baseline" and b["size"] == r["size"] and b["mode"] == r["mode"]), None)
+        if r.get("speed") != "baseline" and base and base.get("mean_step_s") and r.get("mean_step_s"):
+            r["ratio_to_baseline"] = round(r["mean_step_s"] / base["mean_step_s"], 3)
+            log(f"ratio {r['ratio_to_baseline']} ({r['size']} {r['mode']} [{r['speed']}] / [baseline], s/step)")
     log(f"total {report['total_s']} s")
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1))

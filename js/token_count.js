@@ -108,7 +108,11 @@ async function countWidget(node, name) {
   const count = answer.exact ? `${answer.tokens}` : `≈${answer.tokens}`;
   const label = answer.exact ? "" : ` (estimate${note})`;
   const over = answer.tokens > budget;
-  show(line, `${name}: ${count} / ${budget}${label}${over ? " — over budget" : ""}`, over, answer.label);
+  // Anomalies in the text ("⚠ repeated phrase"); over 512 is already the count itself. Reasons in the tooltip.
+  const flags = (answer.anomalies ?? []).filter((a) => a.flag !== "over_512");
+  const warn = flags.map((a) => ` ⚠ ${a.label}`).join("");
+  const title = [answer.label, ...flags.map((a) => `⚠ ${a.reason}`)].join("\n");
+  show(line, `${name}: ${count} / ${budget}${label}${over ? " — over budget" : ""}${warn}`, over, title);
 }
 
 async function askServer(text, tokenizer, budget) {

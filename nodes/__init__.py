@@ -19,8 +19,9 @@ NODE_MODULES = (
     "video.sampler",
     "video.load_comfy_files",
     "video.lora",
+    "video.speed",
     "video.aigc_label",
 )
 
 NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, DISABLED = collect(__name__, NODE_MODULES)
-routes.register()  # POST /wanlean/tokens, for the editor's live readout (no-op outside ComfyUI)
+routes.register()  # POST /wanlean/tokens (the editor's live readout), /wanlean/stats (no-op outside ComfyUI)

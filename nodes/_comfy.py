@@ -241,3 +241,35 @@ def model_subfolder_path(kind: str, name: str, what: str) -> str:
     if path is None:
         raise WanLeanError(f"{what}: '{name}' was listed but cannot be found in models/{kind}; refresh and retry.")
     return path
+
+
+def _running_server():
+    """ComfyUI's PromptServer when this process is a running ComfyUI, else None. Looks only at an
+    already-imported `server` module (see add_route)."""
+    import sys
+
+    server_class = getattr(sys.modules.get("server"), "PromptServer", None)
+    return getattr(server_class, "instance", None)
+
+
+def user_directory() -> str | None:
+    """ComfyUI's user folder (`user/`, or --user-directory) when running inside ComfyUI, else None: the
+    pack's tests import the nodes in-process and must not write into a ComfyUI checkout."""
+    if _running_server() is None:
+        return None
+    fp = folder_paths()
+    try:
+        return fp.get_user_directory() if fp is not None else None
+    except AttributeError:  # a ComfyUI older than the user folder
+        return None
+
+
+def send_event(event: str, data: dict) -> None:
+    """Send a websocket event to every open frontend (no-op outside ComfyUI; never raises)."""
+    server = _running_server()
+    if server is None:
+        return
+    try:
+        server.send_sync(event, data)
+    except Exception as exc:  # never fail a node because the UI could not be told
+        log.debug("wanlean: could not send %s: %s", event, exc)

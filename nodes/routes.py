@@ -2,6 +2,8 @@
 module registers anything on import); ComfyUI also serves each under /api/. Outside ComfyUI `register` does nothing and `answer_tokens`
 can be called directly.
 
+The token dashboard's routes (/wanlean/stats, /wanlean/stats.csv) are in `stats_routes`.
+
 POST /wanlean/tokens  {"text": str, "tokenizer": name from models/text_encoders or "estimate",
                        "negative": str (optional), "budget": int (optional, default 512)}
   200 → the counts (see wanlean.token_report.TokenReport.as_dict); 400 → {"error": message} for bad input or an
@@ -20,7 +22,7 @@ import logging
 
 from ..wanlean import token_report, tokens
 from ..wanlean.errors import WanLeanError
-from . import _comfy
+from . import _comfy, stats_routes
 from ._shared import resolve_tokenizer
 
 log = logging.getLogger("wanlean")
@@ -121,6 +123,9 @@ def register() -> bool:
     global _registered
     if not _registered:
         _registered = _comfy.add_route("POST", TOKENS_ROUTE, _tokens_handler)
+        if _registered:  # the token dashboard's routes (GET/DELETE /wanlean/stats, GET /wanlean/stats.csv)
+            for method, path, handler in stats_routes.ROUTES:
+                _comfy.add_route(method, path, handler)
     return _registered
 
 

@@ -96,6 +96,10 @@ def test_typing_changes_the_readout_in_the_classic_canvas(page, sp):
     wait_readout(page, node, "text", f"text: {exact(sp, full)} / 3 — over budget")
     assert page.js(f"{node}.wanleanReadout.lines.text.classList.contains('wanlean-over-budget')")
     assert not page.js(f"{node}.wanleanReadout.lines.negative.classList.contains('wanlean-over-budget')")
+    stuffed = " fox fox fox fox fox fox fox fox fox fox"  # issue 12: anomalies show in the readout
+    type_into(page, text_box, stuffed)
+    wait_readout(page, node, "text", f"text: {exact(sp, full + stuffed)} / 3 — over budget ⚠ repeated phrase")
+    assert "is repeated" in page.js(f"{node}.wanleanReadout.lines.text.title")
 
 
 def test_the_report_shows_on_the_node_after_a_run(page, sp):

@@ -183,3 +183,43 @@ def test_output_is_written_atomically(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "replace", real_replace)
     assert cli.main(["prep", str(source), "--out", str(out)]) == 0
     assert json.loads(out.read_text().splitlines()[0])["prompt"] == "a red fox runs at dawn"
+
+
+def test_prep_log_then_stats(tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red fox runs through snow at dawn\nplease please very very really a cat cat cat cat cat\n"
+                       "a woman\u200b walks along the shore\n", encoding="utf-8")
+    db = tmp_path / "log" / "prompts.sqlite3"
+    assert cli.main(["prep", str(prompts), "--log", str(db)]) == 0
+    assert f"prompt log: 3 prompts added to {db}" in capsys.readouterr().out
+    assert cli.main(["stats", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "prompts: 3" in out and "<- 512" in out and "filler 1" in out and "invisible 1" in out
+    assert cli.main(["stats", "--db", str(db), "--source", "WanLeanSampler"]) == 0
+    assert "no prompts logged for these filters" in capsys.readouterr().out
+
+
+def test_prep_logs_nothing_without_log(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red fox\n", encoding="utf-8")
+    assert cli.main(["prep", str(prompts)]) == 0
+    assert "prompt log" not in capsys.readouterr().out and not (tmp_path / ".wanlean").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--since", "yesterday"], "since: "),
+    (["--source", "a b"], "source: "),
+])
+def test_stats_bad_options(tmp_path, capsys, args, message):
+    from wanlean.prompt_log.store import PromptLog
+
+    db = tmp_path / "log.sqlite3"
+    PromptLog(db).count()
+    assert cli.main(["stats", "--db", str(db), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_stats_of_a_missing_log(tmp_path, capsys):
+    assert cli.main(["stats", "--db", str(tmp_path / "none.sqlite3")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -19,3 +19,23 @@ def test_readme_lists_every_node(pack):
     readme = (ROOT / "README.md").read_text()
     for node_id in pack.NODE_CLASS_MAPPINGS:
         assert f"`{node_id}`" in readme, f"README does not describe {node_id}"
+
+
+def _unwrap(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_readme_compress_example_is_what_the_compressor_prints():
+    """The README's WanLeanCompress example (prompt, report and text) is today's output, not an old one."""
+    from wanlean.prompt import compress
+
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(
+        r'the node\. For "(?P<prompt>.+?)" at (?P<ratio>[\d.]+) with the estimate:\n\n```\n(?P<report>.+?)\n```\n\n'
+        r'and the text "(?P<text>.+?)"\n',
+        readme, re.S,
+    )
+    assert match, "README lacks the WanLeanCompress example"
+    result = compress.compress(_unwrap(match["prompt"]), target_ratio=float(match["ratio"]))
+    assert result.report() == match["report"]
+    assert result.text == _unwrap(match["text"])

@@ -89,7 +89,7 @@ def test_bad_dtype_device_and_memory_mode():
 
 def test_wan_session_is_a_plain_dataclass():
     assert {"model_type", "transformer", "transformer_2", "vae", "text_encoder", "boundary_ratio", "expand_timesteps",
-            "dtype", "device", "memory_mode", "source", "extras"} == set(WanSession.__dataclass_fields__)
+            "dtype", "device", "memory_mode", "source", "extras", "speed"} == set(WanSession.__dataclass_fields__)
 
 
 def test_loading_without_accelerate_gives_the_same_model(monkeypatch):

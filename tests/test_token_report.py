@@ -67,3 +67,22 @@ def test_hosted_api_character_limits(tok):
 def test_bad_budget_is_refused(tok, budget):
     with pytest.raises(WanLeanError, match="budget"):
         token_report.analyze(tok, "x", budget=budget)
+
+
+def test_anomalies_in_the_report_and_the_answer():
+    report = token_report.analyze(tokens.load_tokenizer(None), "cat cat cat cat cat cat\u200b on a mat")
+    assert [a.flag for a in report.anomalies] == ["repetition", "invisible"]
+    assert "Anomalies in the prompt:\n  ⚠ repeated phrase: " in report.summary()
+    assert [a["label"] for a in report.as_dict()["anomalies"]] == ["repeated phrase", "invisible characters"]
+    clean = token_report.analyze(tokens.load_tokenizer(None), "a red fox runs through snow")
+    assert clean.anomalies == () and "Anomalies" not in clean.summary() and clean.as_dict()["anomalies"] == []
+
+
+def test_a_failing_detector_costs_the_flags_not_the_count(monkeypatch, caplog):
+    def broken(text, tokens=None, usual=None):
+        raise RuntimeError("detector bug")
+
+    monkeypatch.setattr(token_report, "detect", broken)
+    report = token_report.analyze(tokens.load_tokenizer(None), "a red fox")
+    assert report.prompt.tokens > 1 and report.anomalies == ()
+    assert any("anomaly detection failed" in r.getMessage() for r in caplog.records)

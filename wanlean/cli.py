@@ -3,7 +3,8 @@
     wanlean label VIDEO_FILE     print the AI-generated-content (AIGC) label in a video's metadata
     wanlean batch PROMPTS --workflow W.json --server URL [--server URL ...] [--download DIR] [--ledger FILE]
     wanlean prep FILE [--out OUT] [--text-encoder FILE] [--method extractive] [--target-ratio 0.7]
-                      [--keep "a, b"] [--max-tokens 512] [--tail-tokens -1] [--model FOLDER_OR_ID]
+                      [--keep "a, b"] [--max-tokens 512] [--tail-tokens -1] [--model FOLDER_OR_ID] [--log [PATH]]
+    wanlean stats [--db PATH] [--since TIME] [--source NAME]   summary of a prompt log, with a text histogram
 
 `prep` reads prompts (one per line, or JSONL with a "prompt" field), normalises, compresses and truncates
 each one with the same core as the nodes, writes JSONL (the result and its report fields) to --out or
@@ -16,12 +17,16 @@ servers (HTTP API), with a resumable ledger (PROMPTS.batch.jsonl); see wanlean/b
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import __version__
 from .prompt import compress, truncate
 from .errors import WanLeanError
 from .tokens import WAN_TEXT_LEN
+
+# The CLI's prompt log when --log is given without a path, and the one `wanlean stats` reads by default.
+DEFAULT_LOG = os.path.join("~", ".wanlean", "prompt_log.sqlite3")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +48,17 @@ def _parser() -> argparse.ArgumentParser:
     prep.add_argument("--keep", default="", help="comma-separated words never to drop, for every prompt")
     prep.add_argument("--max-tokens", type=int, default=WAN_TEXT_LEN, help="token budget, </s> included (default 512)")
     prep.add_argument("--tail-tokens", type=int, default=truncate.AUTO_TAIL, help="tokens kept from the end when cutting (default -1: 3/8 of --max-tokens)")
+    prep.add_argument("--log", nargs="?", const=DEFAULT_LOG, metavar="PATH",
+                      help=f"also record each prompt in a prompt log (SQLite); --log alone: {DEFAULT_LOG}. Default: no log")
+    stats = commands.add_parser(
+        "stats",
+        help="summarise a prompt log: token percentiles, over 512, tokens saved, anomalies, a text histogram",
+        description="Print the summary of a prompt log (the one ComfyUI keeps in user/wanlean/prompt_log.sqlite3, "
+                    "or one written by wanlean prep --log).",
+    )
+    stats.add_argument("--db", default=DEFAULT_LOG, metavar="PATH", help=f"the prompt log (default: {DEFAULT_LOG})")
+    stats.add_argument("--since", help="only prompts since an ISO time (2026-01-31T12:00:00Z) or this many seconds ago")
+    stats.add_argument("--source", help="only prompts from this source (WanLeanTokenCount, WanLeanSampler, prep, ...)")
     label = commands.add_parser(
         "label",
         help="print the AI-generated-content label (AIGC metadata) of a saved video",
@@ -114,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         return _label(args.video)
     if args.command == "batch":
         return _batch(args)
+    if args.command == "stats":
+        return _stats(args)
     if args.command != "prep":
         parser.print_help()
         return 2
@@ -123,13 +141,61 @@ def main(argv: list[str] | None = None) -> int:
         method=args.method, target_ratio=args.target_ratio, keep=args.keep, max_tokens=args.max_tokens,
         tail_tokens=args.tail_tokens, model=args.model,
     )
+    entries = []
     try:
         truncate.tail_budget(args.max_tokens, args.tail_tokens)
-        summary = prep_file(args.file, args.out, args.text_encoder, settings, stream=sys.stdout)
+        summary = prep_file(args.file, args.out, args.text_encoder, settings, stream=sys.stdout,
+                            on_prepared=(lambda record, tok: entries.append(_prep_entry(record, tok, args.max_tokens)))
+                            if args.log else None)
     except WanLeanError as exc:
         print(f"wanlean prep: error: {exc}", file=sys.stderr)
         return 2
-    print(summary.text(), file=sys.stderr if args.out == "-" else sys.stdout)
+    text = summary.text()
+    if args.log:
+        text += "\n" + _log_entries(os.path.expanduser(args.log), entries)
+    print(text, file=sys.stderr if args.out == "-" else sys.stdout)
+    return 0
+
+
+def _prep_entry(record: dict, tokenizer, max_tokens: int):
+    from .prompt_log.row import PromptEntry
+
+    before, after = record["tokens_before"], record["tokens_after"]
+    return PromptEntry("prep", record["prompt"], after, tokenizer.exact, max_tokens,
+                       tokens_before=before if before != after else None)
+
+
+def _log_entries(path: str, entries: list) -> str:
+    """Write the prep rows in one transaction; the line the summary gets."""
+    from .prompt_log.row import make_row
+    from .prompt_log.store import PromptLog
+
+    store = PromptLog(path)
+    usual = store.usual_length()
+    stored = store.add_many([make_row(entry, True, usual) for entry in entries])
+    store.close()
+    if stored != len(entries):
+        return f"prompt log: NOT written to {path} (see the warning above)"
+    return f"prompt log: {stored} prompts added to {path} (wanlean stats --db {path})"
+
+
+def _stats(args) -> int:
+    """`wanlean stats`: 0 and the summary, 2 for a bad option or an unreadable log."""
+    from .prompt_log import stats
+    from .prompt_log.store import PromptLog
+
+    path = os.path.expanduser(args.db)
+    if not os.path.isfile(path):
+        print(f"wanlean stats: error: --db: '{path}' does not exist. Give a prompt log: ComfyUI keeps one in "
+              "user/wanlean/prompt_log.sqlite3; wanlean prep --log writes one.", file=sys.stderr)
+        return 2
+    try:
+        since, source = stats.parse_since(args.since), stats.check_source(args.source)
+        summary = stats.summarize(PromptLog(path), since, source)
+    except WanLeanError as exc:
+        print(f"wanlean stats: error: {exc}", file=sys.stderr)
+        return 2
+    print(stats.render_text(summary))
     return 0
 
 

@@ -4,9 +4,11 @@ APIs limit characters). The counting itself is `wanlean.tokens`."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from .errors import WanLeanError
+from .prompt_log.anomalies import Anomaly, detect
 from .tokens import API_NEGATIVE_CHARS, API_PROMPT_CHARS, WAN_TEXT_LEN, Tokenizer, check_text_size, clean_text
 
 
@@ -31,6 +33,7 @@ class TokenReport:
     budget: int
     prompt: TextCount
     negative: TextCount | None
+    anomalies: tuple[Anomaly, ...] = ()  # of the prompt (see wanlean.prompt_log.anomalies)
 
     @property
     def over_budget(self) -> bool:
@@ -69,6 +72,10 @@ class TokenReport:
         for name, count, chars in texts:
             verdict = "fits" if count.characters <= chars else f"{count.characters - chars:,} too many"
             lines.append(f"  {name}: {count.characters:,} / {chars} characters, {verdict}")
+        if self.anomalies:
+            lines.append("")
+            lines.append("Anomalies in the prompt:")
+            lines.extend(f"  ⚠ {a.label}: {a.reason}" for a in self.anomalies)
         if not self.exact:
             lines.append("")
             lines.append("Choose your umT5 text-encoder file in 'tokenizer' for an exact count.")
@@ -96,6 +103,7 @@ class TokenReport:
             "tokens": self.prompt.tokens,
             "over_budget": self.over_budget,
             "prompt": text_dict(self.prompt, API_PROMPT_CHARS),
+            "anomalies": [a.as_dict() for a in self.anomalies],
             "summary": self.summary(),
         }
         if self.negative is not None:
@@ -124,11 +132,22 @@ def analyze(tokenizer: Tokenizer, text: str, negative: str | None = None, budget
     """Counts for a prompt (and optionally a negative) and what each runtime does with them."""
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise WanLeanError(f"budget must be a whole number of tokens, at least 1 (Wan keeps 512); got {budget!r}.")
+    prompt = count_text(tokenizer, text)
     return TokenReport(
         exact=tokenizer.exact,
         label=tokenizer.label,
         tokenizer=tokenizer.source,
         budget=budget,
-        prompt=count_text(tokenizer, text),
+        prompt=prompt,
         negative=None if negative is None else count_text(tokenizer, negative, "negative"),
+        anomalies=_anomalies(clean_text(text), prompt.tokens),
     )
+
+
+def _anomalies(text: str, tokens: int) -> tuple[Anomaly, ...]:
+    """The prompt's anomalies; a bug in a detector costs the flags (logged), never the count."""
+    try:
+        return tuple(detect(text, tokens))
+    except Exception:
+        logging.getLogger("wanlean").exception("[WanLean] anomaly detection failed; the count is shown without flags")
+        return ()

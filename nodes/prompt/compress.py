@@ -1,8 +1,10 @@
 """WanLeanCompress: shorten a prompt in umT5 tokens, faithfully by default."""
 
 from ...wanlean.prompt import compress, text_models
+from ...wanlean.prompt_log.row import PromptEntry
 from .. import _comfy
 from .._shared import NONE, TOKENIZER_TOOLTIP, resolve_tokenizer, tokenizer_choices
+from ..prompt_log import log_prompt
 
 _comfy.register_model_folder(text_models.FOLDER_KIND)  # models/prompt_compressors/<model folder>
 
@@ -93,10 +95,17 @@ class WanLeanCompress:
                 chosen = _model_from_id(model_id.strip())
             elif model and model != NONE:
                 chosen = _comfy.model_subfolder_path(text_models.FOLDER_KIND, model, "model")
-        result = compress.compress(text, method, target_ratio, keep, resolve_tokenizer(tokenizer), chosen)
+        counter = resolve_tokenizer(tokenizer)
+        result = compress.compress(text, method, target_ratio, keep, counter, chosen)
         report = result.report()
+        log_prompt(PromptEntry("WanLeanCompress", text, result.tokens_after, counter.exact, tokens_before=_changed(result)))
         _comfy.show_text(unique_id, result.headline)
         return {"ui": {"text": [report]}, "result": (result.text, report)}
+
+
+def _changed(result) -> int | None:
+    """tokens_before for the log, only when the node changed the count."""
+    return result.tokens_before if result.tokens_before != result.tokens_after else None
 
 
 def _model_from_id(value: str) -> str:

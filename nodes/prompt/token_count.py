@@ -1,9 +1,10 @@
 """WanLeanTokenCount: exact umT5 token counts from the text-encoder file the user already has."""
 
 from ...wanlean import token_report, tokens
+from ...wanlean.prompt_log.row import PromptEntry
 from .. import _comfy
 from .._shared import resolve_tokenizer, tokenizer_choices
-
+from ..prompt_log import log_prompt
 
 
 class WanLeanTokenCount:
@@ -71,6 +72,8 @@ class WanLeanTokenCount:
     def run(self, text, tokenizer, budget, negative=""):
         report = token_report.analyze(resolve_tokenizer(tokenizer), text, negative if negative else None, budget)
         summary = report.summary()
+        log_prompt(PromptEntry("WanLeanTokenCount", text, report.prompt.tokens, report.exact, budget,
+                               anomalies=report.anomalies))
         return {"ui": {"text": [summary]}, "result": (report.prompt.tokens, report.over_budget, summary)}
 
 

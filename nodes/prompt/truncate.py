@@ -2,8 +2,10 @@
 
 from ...wanlean import tokens
 from ...wanlean.prompt import truncate
+from ...wanlean.prompt_log.row import PromptEntry
 from .. import _comfy
 from .._shared import TOKENIZER_TOOLTIP, resolve_tokenizer, tokenizer_choices
+from ..prompt_log import log_prompt
 
 
 class WanLeanTruncate:
@@ -60,8 +62,11 @@ class WanLeanTruncate:
         }
 
     def run(self, text, max_tokens, tail_tokens, tokenizer, unique_id=None):
-        result = truncate.truncate(text, max_tokens, tail_tokens, resolve_tokenizer(tokenizer))
+        counter = resolve_tokenizer(tokenizer)
+        result = truncate.truncate(text, max_tokens, tail_tokens, counter)
         report = result.report()
+        log_prompt(PromptEntry("WanLeanTruncate", text, result.tokens_after, counter.exact, max_tokens,
+                               tokens_before=result.tokens_before if result.tokens_after != result.tokens_before else None))
         _comfy.show_text(unique_id, result.headline)
         return {"ui": {"text": [report]}, "result": (result.text, result.dropped, report)}
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from ...wanlean.prompt_log.row import PromptEntry
 from ...wanlean.video.embedding_cache import CACHE_MODES, make_cache
 from ...wanlean.video.guidance import CFG_BATCH_MODES
 from ...wanlean.video.models import A14B, OFFICIAL_NEGATIVE
@@ -15,6 +16,7 @@ from ...wanlean.video.sampler import VideoRequest
 from ...wanlean.video.schedule import SAMPLERS
 from .. import _comfy
 from .._shared import PIPE, require_diffusers
+from ..prompt_log import log_prompt
 
 DISK_CACHE_SUBFOLDER = os.path.join("wanlean", "text_embedding_cache")
 
@@ -93,6 +95,8 @@ class WanLeanSampler:
             cancel_check=_comfy.throw_if_interrupted,  # Cancel also stops between two transformer blocks
         )
         _comfy.show_text(unique_id, result.report)
+        if result.stats.text:  # the prompt as the model's own tokenizer counted it (the negative is not logged)
+            log_prompt(PromptEntry("WanLeanSampler", prompt, result.stats.text[0].total_tokens, True))
         return {
             "ui": {"text": [result.report]},
             "result": (result.frames, result.fps, {"samples": result.latents}, result.report),

@@ -157,9 +157,10 @@ def default_output(path: str) -> str:
 
 
 def prep_file(path: str, out: str | None = None, tokenizer: Tokenizer | str | None = None,
-              settings: PrepSettings | None = None, stream=None) -> PrepSummary:
+              settings: PrepSettings | None = None, stream=None, on_prepared=None) -> PrepSummary:
     """Prepare every prompt of `path`, write JSONL to `out` (default: `default_output(path)`; "-" with a
-    `stream` writes there), and return the summary."""
+    `stream` writes there), and return the summary. `on_prepared(record, tokenizer)` is called for each
+    prompt (`wanlean prep --log` logs them)."""
     settings = settings or PrepSettings()
     compress.check_ratio(settings.target_ratio)
     if settings.method not in compress.METHODS:
@@ -178,6 +179,8 @@ def prep_file(path: str, out: str | None = None, tokenizer: Tokenizer | str | No
         row = {"line": number, **{k: v for k, v in record.items() if k not in prepared}, **prepared}
         lines.append(json.dumps(row, ensure_ascii=False))
         _tally(summary, prepared, settings)
+        if on_prepared is not None:
+            on_prepared(prepared, tokenizer)
     if out == "-":
         (stream.write if stream else print)("\n".join(lines) + "\n")
     else:

@@ -113,3 +113,6 @@ CJK_SINGLE = set("了着")  # CJK characters that may go one by one (的 stays: 
 BRACKETS = set("()[]{}（）【】《》〈〉<>")
 CJK_FUNCTION = set("的了着地得在是和与及并也又都就还把被将从向对于而且或这那其")
 
+
+# The one-word English filler terms (please, maybe, very, ...), for a quick share of filler words.
+FILLER_WORDS_EN = frozenset(term for terms in _FILLER_EN.values() for term in terms.split("|") if " " not in term)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import bisect
 import re
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from ..charsets import CJK_CHARS
 
@@ -33,16 +33,15 @@ OPENERS = {"(": ")", "[": "]", "{": "}", "（": "）", "【": "】", "《": "》
 CLOSERS = {v: k for k, v in OPENERS.items()}
 
 
-@dataclass(frozen=True)
-class Unit:
+class Unit(NamedTuple):
+    """One unit of a text. A named tuple, not a dataclass: a long prompt makes thousands, and the compressor
+    reads `is_separator` hundreds of thousands of times, so it is computed once, when the unit is made."""
+
     text: str
     start: int
     end: int
     kind: str  # WORD, CJK or PUNCT
-
-    @property
-    def is_separator(self) -> bool:
-        return self.kind == PUNCT and self.text in SEPARATORS
+    is_separator: bool = False  # a clause mark (`SEPARATORS`); set by `units`
 
 
 def units(text: str) -> list[Unit]:
@@ -53,7 +52,10 @@ def units(text: str) -> list[Unit]:
 
 @lru_cache(maxsize=256)
 def _units(text: str) -> tuple[Unit, ...]:
-    return tuple(Unit(m.group(), m.start(), m.end(), m.lastgroup) for m in _UNIT.finditer(text))
+    return tuple(
+        Unit(m.group(), m.start(), m.end(), m.lastgroup, m.lastgroup == PUNCT and m.group() in SEPARATORS)
+        for m in _UNIT.finditer(text)
+    )
 
 
 def words(text: str) -> list[str]:
@@ -67,9 +69,12 @@ def is_subsequence(needle: list[str], haystack: list[str]) -> bool:
 
 
 def added_words(source: str, result: str) -> list[str]:
-    """Words of `result` that `source` does not contain (compared case-insensitively), in order."""
-    known = {w.lower() for w in words(source)}
-    return [w for w in words(result) if w.lower() not in known]
+    """Words of `result` that `source` does not contain (compared case-insensitively), in order. (The
+    result is split by the regex alone: it is seen once, so caching its units would only push the
+    source's out of the cache.)"""
+    known = {u.text.lower() for u in _units(source) if u.kind != PUNCT}
+    found = (m.group() for m in _UNIT.finditer(result) if m.lastgroup != PUNCT)
+    return [w for w in found if w.lower() not in known]
 
 
 def clause_ids(text: str, items: list[Unit], starters: frozenset[str] = frozenset()) -> list[int]:

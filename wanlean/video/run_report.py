@@ -32,6 +32,7 @@ class RunStats:
     previews: int = 0  # clean estimates computed for previews
     preview_seconds: float = 0.0  # time spent in on_progress (previews, progress text)
     cfg_batch: tuple | None = None  # (the CFG pair ran as one batch of 2, why): guidance.batch_cfg_pair
+    speed: object = None  # speed.Levers of the run: its report lines (attention, compile, fp8, skipped forwards, fallbacks)
 
     @property
     def forwards(self) -> int:
@@ -166,6 +167,8 @@ def report(session, settings, stats: RunStats) -> str:
     if stats.first_estimate_seconds is not None and settings.steps > 1:
         lines.append(f"denoising took {format_duration(stats.denoise_seconds)}; estimated after step 1: "
                      f"{format_duration(stats.first_estimate_seconds)}")
+    if stats.speed is not None:
+        lines.extend(stats.speed.report_lines(stage_names))
     if stats.previews:
         lines.append(f"previews: {stats.previews}, {stats.preview_seconds:.2f} s in all")
     lines.extend(_memory_lines(session))

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
-from . import auto_memory, guidance, memory, request_memory
+from . import auto_memory, guidance, memory, request_memory, speed
 from ..errors import WanLeanError
 from .memory import AUTO
 from .models import OFFICIAL_NEGATIVE
@@ -29,7 +29,6 @@ from .text_encoding import encode_texts, padded_batch
 from ..tokens import check_text_size, clean_text, lone_surrogates
 from .video_shape import check_frames, check_size
 from .run_report import RunStats, StageStats, StepProgress, StepTimer, format_duration, out_of_memory_message, report  # noqa: F401 (re-exported)
-
 
 
 @dataclass
@@ -212,8 +211,10 @@ def denoise(
         on_progress: `on_progress(StepProgress)`, called after every step (after `on_step`): stage, step,
             seconds per step, time left, and the clean estimate for a preview (computed only if asked).
     """
-    with checks_between_blocks(session, cancel_check):
-        return _denoise(session, settings, prompt_embeds, negative_embeds, on_step, latents, stats, on_progress)
+    stats = stats if stats is not None else RunStats()
+    with speed.levers(session, prompt_embeds, negative_embeds) as levers, checks_between_blocks(session, levers.watch_cancel(cancel_check)):
+        stats.speed = levers
+        return _denoise(session, settings, prompt_embeds, negative_embeds, on_step, latents, stats, on_progress, levers)
 
 
 @contextmanager
@@ -235,7 +236,7 @@ def checks_between_blocks(session: WanSession, check: Callable[[], None] | None)
             handle.remove()
 
 
-def _denoise(session, settings, prompt_embeds, negative_embeds, on_step, latents, stats, on_progress=None):
+def _denoise(session, settings, prompt_embeds, negative_embeds, on_step, latents, stats, on_progress=None, levers=None):
     import torch
 
     stats = stats if stats is not None else RunStats()
@@ -262,6 +263,7 @@ def _denoise(session, settings, prompt_embeds, negative_embeds, on_step, latents
             expert = session.transformer if high_noise else session.transformer_2
             cfg = settings.cfg_high if high_noise else settings.cfg_low  # CFG on where cfg > 1, decided per stage
             memory.activate(session, expert)  # model_offload: the other expert leaves the device here
+            expert = levers.wrap(expert) if levers is not None else expert  # speed levers: cache contexts, fallback (speed.py)
 
             latent_input = latents.to(session.dtype)
             timestep = _timestep_input(session, t, latents)

@@ -24,6 +24,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 from ..errors import WanLeanError
 from .memory import MEMORY_MODES, MemoryState
 from .models import MODEL_TYPES, OFFICIAL, OfficialDefaults
+from .speed import BASELINE, SpeedOptions
 
 @runtime_checkable
 class TextEncoderSource(Protocol):
@@ -92,6 +93,7 @@ class WanSession:
     memory_mode: str = "gpu"  # one of MEMORY_MODES; applied by wanlean.video.memory before the first run
     source: str = ""  # where it was loaded from, for reports
     extras: dict = field(default_factory=dict)  # loader notes for reports (files, formats, LoRAs); never read to decide
+    speed: SpeedOptions = BASELINE  # speed levers (node WanLeanSpeed, `speed.with_speed`), applied by the sampler per run
 
     @property
     def memory_state(self) -> MemoryState:

@@ -96,7 +96,7 @@ def compress(
     if before < SHORT_PROMPT and ratio < RATIO_MAX:
         result = _short(text, label, ratio, keep, tokenizer, before)
     else:
-        result = Fit(plan, ratio).run(ordered, label)
+        result = Fit(plan, ratio, before).run(ordered, label)
         if not content_words(result.text) and content_words(text):
             result = _short(text, label, ratio, keep, tokenizer, before)  # never a prompt of function words only
     if model and method == "extractive":

@@ -118,9 +118,13 @@ class AnalysedPrompt:
         return 1.0 * tokens
 
     def _measure(self, keep: list[bool]) -> tuple[str, int]:
+        return self._measure_kept(keep)[1:]
+
+    def _measure_kept(self, keep: list[bool]) -> tuple[list[bool], str, int]:
+        """(the units kept once `tidy` has cleaned the punctuation, the text, its token count)."""
         kept = tidy(self.items, keep, self.pairs, self.protected)
         text = rebuild(self.text, self.items, kept)
-        return text, self.tokenizer.count(text)
+        return kept, text, self.tokenizer.count(text)
 
     def _span_kept(self, span: protect.Span, keep: list[bool]) -> bool:
         return all(keep[i] for i in self._covered(span.start, span.end, partial=True))

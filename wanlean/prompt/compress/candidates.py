@@ -152,6 +152,11 @@ class Plan(AnalysedPrompt):
         run = [0] * (n_items + 1)  # how many non-punctuation units start at each index
         for index in range(n_items - 1, -1, -1):
             run[index] = 0 if self.items[index].kind == PUNCT else run[index + 1] + 1
+        # A phrase of 3+ units that repeats has a 3-unit start that repeats: most prompts have none, and
+        # the search by size below is then skipped.
+        trigrams = [tuple(self.lower[start : start + 3]) for start in range(n_items - 2) if run[start] >= 3]
+        if len(set(trigrams)) == len(trigrams):
+            return
         taken = set(used)
         for size in (8, 7, 6, 5, 4, 3):
             seen: dict[tuple, int] = {}

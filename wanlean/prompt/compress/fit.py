@@ -9,6 +9,8 @@ with the real tokenizer, so a long prompt costs a few real counts, not one per c
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from ..words import PUNCT, added_words, tidy
 from .analysed import AnalysedPrompt, Candidate
 from .result import LOW_RATIO, TOLERANCE, CompressResult, Dropped, kinds_summary
@@ -20,15 +22,21 @@ class Fit:
     """One compression of `plan` to `ratio`: the target, the tolerance and the floor (the protected
     spans alone) are known before any piece is dropped."""
 
-    def __init__(self, plan: AnalysedPrompt, ratio: float):
+    def __init__(self, plan: AnalysedPrompt, ratio: float, before: int | None = None):
         self.plan = plan
         self.ratio = ratio
-        self.before = plan.tokenizer.count(plan.text)
+        self.before = before if before is not None else plan.tokenizer.count(plan.text)
         self.target = ratio * self.before
         self.slack = TOLERANCE * self.before
-        items = plan.items
-        only_protected = [plan.protected[i] or items[i].kind == PUNCT for i in range(len(items))]
-        self.floor = plan._measure(only_protected)[1] if ratio < 1.0 else self.before
+
+    @cached_property
+    def floor(self) -> int:
+        """Tokens of the protected spans alone (with the punctuation): what no drop can go below. Counted
+        only when a note needs it (an unreachable target), as it costs a real count."""
+        plan, items = self.plan, self.plan.items
+        if self.ratio >= 1.0:
+            return self.before
+        return plan._measure([plan.protected[i] or items[i].kind == PUNCT for i in range(len(items))])[1]
 
     def run(self, ordered: list[Candidate], method: str) -> CompressResult:
         """Drop the shortest prefix of `ordered` whose result fits `ratio` (within the tolerance)."""
@@ -38,13 +46,11 @@ class Fit:
             for i in candidate.indices:
                 if first_drop[i] > position:
                     first_drop[i] = position
-        measured: dict[int, tuple[list[bool], str, int]] = {}
+        measured: dict[int, tuple[list[bool] | None, str, int]] = {}
 
-        def state(k: int):
+        def state(k: int):  # (units kept, tidied; None for the whole prompt), text, tokens
             if k not in measured:
-                keep = [position >= k for position in first_drop]
-                text, count = plan._measure(keep) if k else (plan.text, self.before)
-                measured[k] = (keep, text, count)
+                measured[k] = plan._measure_kept([position >= k for position in first_drop]) if k else (None, plan.text, self.before)
             return measured[k]
 
         limit = self.target + self.slack
@@ -79,9 +85,9 @@ class Fit:
         return len(ordered)
 
 
-    def _result(self, keep: list[bool], applied: list[Candidate], text: str, count: int, method: str) -> CompressResult:
+    def _result(self, keep: list[bool] | None, applied: list[Candidate], text: str, count: int, method: str) -> CompressResult:
         plan = self.plan
-        final_keep = tidy(plan.items, keep, plan.pairs, plan.protected)
+        final_keep = keep if keep is not None else tidy(plan.items, [True] * len(plan.items), plan.pairs, plan.protected)
         result = CompressResult(
             text=text,
             method=method,
