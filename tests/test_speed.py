@@ -24,8 +24,8 @@ def baseline(a14b):
     return generate(a14b, tiny_request(steps=STEPS))
 
 
-def run(session, **options):
-    return generate(with_speed(session, SpeedOptions(**options)), tiny_request(steps=STEPS))
+def run(session, cfg_batch="auto", **options):
+    return generate(with_speed(session, SpeedOptions(**options)), tiny_request(steps=STEPS, cfg_batch=cfg_batch))
 
 
 def experts(session):
@@ -130,10 +130,11 @@ def test_step_cache_with_threshold_0_gives_the_baselines_frames(a14b, baseline):
     assert_nothing_left_on(a14b)
 
 
-def test_step_cache_with_a_high_threshold_skips_forwards_and_reports_the_count_observed(a14b, baseline):
+@pytest.mark.parametrize("cfg_batch", ["off", "on"])  # the CFG pair as two cache contexts, or one batch of 2
+def test_step_cache_with_a_high_threshold_skips_forwards_and_reports_the_count_observed(a14b, baseline, cfg_batch):
     counter = TailCount(a14b)
     try:
-        result = run(a14b, step_cache="first_block", cache_threshold=0.5)
+        result = run(a14b, cfg_batch, step_cache="first_block", cache_threshold=0.5)
     finally:
         counter.close()
     skipped = {stage: counter.first[stage] - counter.last[stage] for stage in ("high", "low")}
