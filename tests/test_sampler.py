@@ -35,12 +35,13 @@ def request(**overrides):
 
 
 class ForwardLog:
-    """Counts forwards per expert through forward hooks (nothing in the sampler is patched)."""
+    """Counts forwards per expert through forward hooks (nothing in the sampler is patched): one entry per
+    sample, so a CFG pair run as one call of batch 2 counts 2 forwards, as the report counts it."""
 
     def __init__(self, session):
         self.calls = []
         self.handles = [
-            module.register_forward_pre_hook(lambda m, a, k, name=name: self.calls.append(name), with_kwargs=True)
+            module.register_forward_pre_hook(lambda m, a, k, name=name: self.calls.extend([name] * len(k["hidden_states"])), with_kwargs=True)
             for name, module in (("high", session.transformer), ("low", session.transformer_2)) if module is not None
         ]
 
@@ -88,12 +89,15 @@ def test_latents_equal_a_bare_wanpipeline_call_with_a_scale_per_stage():
 
 class GuidanceLog:
     """The guidance scale each step really applied, read off the calls: per step the expert runs on the
-    prompt (c), then on the negative (u), and the scheduler receives u + scale × (c − u)."""
+    prompt (c), then on the negative (u) (one call of batch 2 when the pair is batched: split per sample),
+    and the scheduler receives u + scale × (c − u)."""
 
     def __init__(self, session, monkeypatch):
         self.outputs, self.scales = [], []
         self.handles = [
-            module.register_forward_hook(lambda m, args, kwargs, out, name=name: self.outputs.append((name, out[0].detach().clone())), with_kwargs=True)
+            module.register_forward_hook(
+                lambda m, args, kwargs, out, name=name: self.outputs.extend((name, sample[None].detach().clone()) for sample in out[0]),
+                with_kwargs=True)
             for name, module in (("high", session.transformer), ("low", session.transformer_2))
         ]
         real_make_scheduler = sampler.make_scheduler
@@ -128,22 +132,24 @@ class GuidanceLog:
             handle.remove()
 
 
+@pytest.mark.parametrize("cfg_batch", ["off", "on"])
 @pytest.mark.parametrize("cfg_high, cfg_low", [(4.0, 2.5), (1.0, 3.5), (3.5, 1.0)])
-def test_each_stage_applies_its_own_guidance_scale(a14b, monkeypatch, cfg_high, cfg_low):
+def test_each_stage_applies_its_own_guidance_scale(a14b, monkeypatch, cfg_high, cfg_low, cfg_batch):
     plan = plan_steps(STEPS, SHIFT, 0.875)
     with GuidanceLog(a14b, monkeypatch) as log:
-        generate(a14b, request(cfg_high=cfg_high, cfg_low=cfg_low))
+        generate(a14b, request(cfg_high=cfg_high, cfg_low=cfg_low, cfg_batch=cfg_batch))
     assert [stage for stage, _ in log.scales] == ["high"] * plan.high_noise_steps + ["low"] * plan.low_noise_steps
     expected = [cfg_high] * plan.high_noise_steps + [cfg_low] * plan.low_noise_steps
     assert [scale for _, scale in log.scales] == pytest.approx(expected, rel=1e-4)
 
 
+@pytest.mark.parametrize("cfg_batch", ["off", "on"])
 @pytest.mark.parametrize("cfg_high, cfg_low", [(4, 3), (3.5, 1), (1, 3.5), (1, 1)])
-def test_forwards_are_exactly_the_per_stage_minimum(a14b, cfg_high, cfg_low):
+def test_forwards_are_exactly_the_per_stage_minimum(a14b, cfg_high, cfg_low, cfg_batch):
     plan = plan_steps(STEPS, SHIFT, 0.875)
     assert plan.high_noise_steps and plan.low_noise_steps  # both experts run in this configuration
     with ForwardLog(a14b) as log:
-        result = generate(a14b, request(cfg_high=cfg_high, cfg_low=cfg_low))
+        result = generate(a14b, request(cfg_high=cfg_high, cfg_low=cfg_low, cfg_batch=cfg_batch))
     high_forwards = plan.high_noise_steps * (2 if cfg_high > 1 else 1)
     low_forwards = plan.low_noise_steps * (2 if cfg_low > 1 else 1)
     assert log.calls == ["high"] * high_forwards + ["low"] * low_forwards
@@ -246,8 +252,11 @@ def test_cancel_stops_within_one_transformer_block(a14b, monkeypatch):
     assert released == [True] and _hook_counts(a14b) == [0] * 4  # memory given back, checks removed
 
     calls = []
-    generate(a14b, request(steps=2, cfg_high=4, cfg_low=3), cancel_check=lambda: calls.append(1))
+    generate(a14b, request(steps=2, cfg_high=4, cfg_low=3, cfg_batch="off"), cancel_check=lambda: calls.append(1))
     assert len(calls) == 2 * 2 * 2 and _hook_counts(a14b) == [0] * 4  # steps × forwards × blocks; removed after a run
+    calls = []
+    generate(a14b, request(steps=2, cfg_high=4, cfg_low=3, cfg_batch="on"), cancel_check=lambda: calls.append(1))
+    assert len(calls) == 2 * 1 * 2  # steps × calls (the pair as one batch of 2) × blocks
 
 
 def test_out_of_memory_becomes_a_message_naming_the_memory_modes(a14b, monkeypatch):
@@ -307,7 +316,7 @@ def test_model_offload_keeps_one_expert_on_the_device(monkeypatch):
     hooks = [m.register_forward_pre_hook(lambda *a: on_device_at_forward.append(sorted(n for n, d in where.items() if d != "offload")))
              for m in (session.transformer, session.transformer_2)]
     try:
-        generate(session, request())
+        generate(session, request(cfg_batch="off"))  # two expert calls per guided step
     finally:
         for hook in hooks:
             hook.remove()

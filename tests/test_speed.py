@@ -24,8 +24,8 @@ def baseline(a14b):
     return generate(a14b, tiny_request(steps=STEPS))
 
 
-def run(session, **options):
-    return generate(with_speed(session, SpeedOptions(**options)), tiny_request(steps=STEPS))
+def run(session, cfg_batch="auto", **options):
+    return generate(with_speed(session, SpeedOptions(**options)), tiny_request(steps=STEPS, cfg_batch=cfg_batch))
 
 
 def experts(session):
@@ -103,19 +103,20 @@ def test_compile_blocks_with_inductor_matches_the_baseline(a14b, baseline):
 # --- step cache -----------------------------------------------------------------------------------------
 class TailCount:
     """Counts, through forward hooks on a layer inside the first and the last block of each expert, the
-    forwards that ran the whole stack (the cache skips the blocks after the first)."""
+    forwards that ran the whole stack (the cache skips the blocks after the first). One per sample: a CFG
+    pair batched as one call of 2 (guidance) counts 2, as the report counts forwards."""
 
     def __init__(self, session):
         self.first = {"high": 0, "low": 0}
         self.last = {"high": 0, "low": 0}
         self.handles = []
         for stage, expert in zip(("high", "low"), experts(session)):
-            self.handles.append(expert.blocks[0].ffn.register_forward_hook(lambda *a, s=stage: self._add(self.first, s)))
-            self.handles.append(expert.blocks[-1].ffn.register_forward_hook(lambda *a, s=stage: self._add(self.last, s)))
+            self.handles.append(expert.blocks[0].ffn.register_forward_hook(lambda m, a, out, s=stage: self._add(self.first, s, out)))
+            self.handles.append(expert.blocks[-1].ffn.register_forward_hook(lambda m, a, out, s=stage: self._add(self.last, s, out)))
 
     @staticmethod
-    def _add(counts, stage):
-        counts[stage] += 1
+    def _add(counts, stage, output):
+        counts[stage] += len(output)  # the batch: samples
 
     def close(self):
         for handle in self.handles:
@@ -129,10 +130,11 @@ def test_step_cache_with_threshold_0_gives_the_baselines_frames(a14b, baseline):
     assert_nothing_left_on(a14b)
 
 
-def test_step_cache_with_a_high_threshold_skips_forwards_and_reports_the_count_observed(a14b, baseline):
+@pytest.mark.parametrize("cfg_batch", ["off", "on"])  # the CFG pair as two cache contexts, or one batch of 2
+def test_step_cache_with_a_high_threshold_skips_forwards_and_reports_the_count_observed(a14b, baseline, cfg_batch):
     counter = TailCount(a14b)
     try:
-        result = run(a14b, step_cache="first_block", cache_threshold=0.5)
+        result = run(a14b, cfg_batch, step_cache="first_block", cache_threshold=0.5)
     finally:
         counter.close()
     skipped = {stage: counter.first[stage] - counter.last[stage] for stage in ("high", "low")}

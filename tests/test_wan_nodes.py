@@ -95,17 +95,20 @@ def test_every_sampler_input_reaches_the_core_with_its_value(pack, nodes, monkey
     pipe = load(nodes)
     # Every number differs from its default, from the official value and from every other input.
     inputs = dict(prompt="a heron takes off", negative="static, blurry", width=64, height=48, frames=9, steps=7,
-                  cfg_high=4.5, cfg_low=2.5, shift=7.25, seed=123456789012, sampler="euler", text_cache="off", boundary=0.6)
+                  cfg_high=4.5, cfg_low=2.5, shift=7.25, seed=123456789012, sampler="euler", text_cache="off", boundary=0.6,
+                  cfg_batch="off")
     out = nodes.WanLeanSampler().run(pipe, **inputs)
     (call,) = fake.calls
     assert call.session is pipe and call.cache is None
     request = call.request
-    for name in ("prompt", "negative", "width", "height", "frames", "steps", "cfg_high", "cfg_low", "shift", "seed", "sampler", "boundary"):
+    for name in ("prompt", "negative", "width", "height", "frames", "steps", "cfg_high", "cfg_low", "shift", "seed", "sampler", "boundary", "cfg_batch"):
         assert getattr(request, name) == inputs[name], name
     assert out["result"][1] == 16 and out["result"][3] == "fake"
     # boundary 0 (its default) means the model's own; a text_cache choice becomes that cache
     nodes.WanLeanSampler().run(pipe, **dict(inputs, boundary=0.0, text_cache="memory + disk"))
     assert fake.calls[1].request.boundary is None
+    nodes.WanLeanSampler().run(pipe, **{k: v for k, v in inputs.items() if k != "cfg_batch"})  # a workflow saved before it
+    assert fake.calls[2].request.cfg_batch == "auto"
     assert fake.calls[1].cache.disk.folder.endswith(os.path.join("output", "wanlean", "text_embedding_cache"))
     # result_cache: its default is memory; off reaches the core as None; memory + disk gets its folder and cap
     assert fake.calls[1].result_cache.disk is None and fake.calls[1].result_cache.memory is not None
@@ -190,7 +193,8 @@ def test_progress_advances_once_per_step_and_cancel_stops_within_a_step(nodes, m
 
     monkeypatch.setattr(nodes._comfy, "throw_if_interrupted", interrupt_on_second_step)
     forwards = []
-    handle = pipe.transformer.register_forward_pre_hook(lambda *a: forwards.append(1))
+    # one entry per sample: the CFG pair counts 2 forwards whether it runs as two calls or one batch of 2
+    handle = pipe.transformer.register_forward_pre_hook(lambda m, a, k: forwards.extend([1] * len(k["hidden_states"])), with_kwargs=True)
     try:
         with pytest.raises(Interrupted):
             sample(nodes, pipe, steps=3, cfg_high=4.0)

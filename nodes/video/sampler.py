@@ -10,6 +10,7 @@ import os
 
 from ...wanlean.prompt_log.row import PromptEntry
 from ...wanlean.video.embedding_cache import CACHE_MODES, make_cache
+from ...wanlean.video.guidance import CFG_BATCH_MODES
 from ...wanlean.video.models import A14B, OFFICIAL_NEGATIVE
 from ...wanlean.video.result_cache import DISK_MAX_GB, RESULT_CACHE_MODES, make_result_cache
 from ...wanlean.video.sampler import VideoRequest
@@ -66,18 +67,20 @@ class WanLeanSampler:
                 # After boundary: saved workflows fill widgets by position, so new inputs go last.
                 "result_cache": (list(RESULT_CACHE_MODES), {"default": "memory", "tooltip": "Finished-video cache. The same model files, LoRAs, settings, seed and prompt embeddings give the stored latents back: 0 transformer forwards, only the VAE decodes (the text is still encoded, cheaply with text_cache). memory: within this ComfyUI session. memory + disk: also in output/wanlean/result_cache, across restarts (capped by result_cache_gb). off: always sample."}),
                 "result_cache_gb": ("INT", {"default": DISK_MAX_GB, "min": 1, "max": 10000, "tooltip": "With result_cache 'memory + disk': the most GB its folder keeps; the least recently used results go first. A result takes about 10 MB at 1280×720×81."}),
+                "cfg_batch": (list(CFG_BATCH_MODES), {"default": "auto", "tooltip": "Run the CFG pair (prompt and negative) as one batch of 2 instead of two forwards: same video within float rounding, twice the activation memory. auto: batched only where measured faster (small videos on the CPU); sequential on a GPU, where it is unmeasured. on / off force it."}),
             },
             "hidden": {"unique_id": "UNIQUE_ID"},
         }
 
     def run(self, pipe, prompt, negative, width, height, frames, steps, cfg_high, cfg_low, shift, seed, sampler, text_cache, boundary=0.0,
-            result_cache="memory", result_cache_gb=DISK_MAX_GB, unique_id=None):
+            result_cache="memory", result_cache_gb=DISK_MAX_GB, cfg_batch="auto", unique_id=None):
         require_diffusers()
         from ...wanlean.video.sampler import generate, resolve_settings
 
         request = VideoRequest(
             prompt=prompt, negative=negative, width=width, height=height, frames=frames, steps=steps,
             cfg_high=cfg_high, cfg_low=cfg_low, shift=shift, seed=seed, sampler=sampler, boundary=boundary or None,
+            cfg_batch=cfg_batch,
         )
         settings = resolve_settings(pipe, request)  # bad input fails here, before any weight moves
         results = make_result_cache(result_cache, _disk_cache_folder(result_cache, RESULT_CACHE_SUBFOLDER), result_cache_gb)

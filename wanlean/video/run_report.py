@@ -31,6 +31,7 @@ class RunStats:
     first_estimate_seconds: float | None = None  # the denoising time foreseen after the first step
     previews: int = 0  # clean estimates computed for previews
     preview_seconds: float = 0.0  # time spent in on_progress (previews, progress text)
+    cfg_batch: tuple | None = None  # (the CFG pair ran as one batch of 2, why): guidance.batch_cfg_pair
     speed: object = None  # speed.Levers of the run: its report lines (attention, compile, fp8, skipped forwards, fallbacks)
     result_cache: str = "off"  # "off", "unkeyed" (no weights identity), "miss", or a hit: "memory" / "disk"
     result_cache_note: str = ""  # where a miss was stored, what a hit saved, why the cache was not used
@@ -155,6 +156,8 @@ def report(session, settings, stats: RunStats) -> str:
         cfg_text = f"cfg {cfg:g} ({'on' if cfg_enabled(cfg) else 'off'})"
         per_step = f" ({s.seconds / s.steps:.2f} s/step)" if s.steps else ""
         lines.append(f"{name}: {_plural(s.steps, 'step')}, {_plural(s.forwards, 'forward')}, {cfg_text}, {s.seconds:.2f} s{per_step}")
+    if stats.cfg_batch and any(settings.guided_stages):
+        lines.append(_cfg_batch_line(*stats.cfg_batch))
     if settings.boundary is not None:
         lines.append(f"expert switch at t < {settings.boundary * NUM_TRAIN_TIMESTEPS:g} (boundary {settings.boundary:g})")
     for label, item in zip(("prompt", "negative"), stats.text):
@@ -189,6 +192,12 @@ def _result_cache_line(stats: RunStats) -> str:
     if stats.result_cache == "unkeyed":
         return f"result cache {stats.result_cache_note}"
     return "result cache off"
+
+
+def _cfg_batch_line(batched: bool, reason: str) -> str:
+    """Forwards count samples through the transformer: a pair run as one batch of 2 is still 2 forwards."""
+    how = "one batch of 2 per guided step" if batched else "two forwards one after the other"
+    return f"CFG pair: {how} ({reason}); forwards count samples, so a batched pair counts 2"
 
 
 def _mode_text(session) -> str:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
-from . import auto_memory, memory, request_memory, speed
+from . import auto_memory, guidance, memory, request_memory, speed
 from ..errors import WanLeanError
 from .memory import AUTO
 from .models import OFFICIAL_NEGATIVE
@@ -49,6 +49,7 @@ class VideoRequest:
     seed: int = 0
     sampler: str = "unipc"
     boundary: float | None = None  # A14B expert switch at boundary × 1000; None/0: the model's (0.875)
+    cfg_batch: str = "auto"  # the CFG pair as one batch of 2: "on", "off", or "auto" (where measured faster)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Settings:
     sampler: str
     boundary: float | None  # None: one transformer (TI2V-5B)
     notes: tuple[str, ...] = ()  # things the report should mention (values ignored, ...)
+    cfg_batch: str = "auto"  # see guidance.batch_cfg_pair
 
     @property
     def guided_stages(self) -> tuple[bool, bool]:
@@ -118,6 +120,8 @@ def resolve_settings(session: WanSession, request: VideoRequest) -> Settings:
             raise WanLeanError(f"{name} must be 1.0 (no CFG) or more, or 0 for the official value; got {value}.")
     if request.sampler not in SAMPLERS:
         raise WanLeanError(f"sampler must be one of {', '.join(SAMPLERS)}; got '{request.sampler}'.")
+    if request.cfg_batch not in guidance.CFG_BATCH_MODES:
+        raise WanLeanError(f"cfg_batch must be one of {', '.join(guidance.CFG_BATCH_MODES)}; got '{request.cfg_batch}'.")
 
     boundary = request.boundary if request.boundary else None
     if two_experts:
@@ -142,6 +146,7 @@ def resolve_settings(session: WanSession, request: VideoRequest) -> Settings:
         prompt=clean_text(texts["prompt"]), negative=clean_text(texts["negative"]),
         width=width, height=height, frames=frames, steps=steps, cfg_high=cfg_high, cfg_low=cfg_low,
         shift=shift, seed=int(request.seed), sampler=request.sampler, boundary=boundary, notes=tuple(notes),
+        cfg_batch=request.cfg_batch,
     )
 
 
@@ -238,6 +243,8 @@ def _denoise(session, settings, prompt_embeds, negative_embeds, on_step, latents
     if latents is None:
         latents = initial_noise(session, settings)
     timer = StepTimer(settings, [boundary_timestep is None or bool(t >= boundary_timestep) for t in timesteps])
+    stats.cfg_batch = guidance.batch_cfg_pair(settings.cfg_batch, session.device, guidance.hidden_elements(session.transformer, latents))
+    batched = stats.cfg_batch[0]  # the CFG pair as one batch of 2 (see guidance)
     denoise_started = time.perf_counter()
 
     with torch.no_grad():
@@ -248,17 +255,14 @@ def _denoise(session, settings, prompt_embeds, negative_embeds, on_step, latents
             high_noise = boundary_timestep is None or bool(t >= boundary_timestep)
             stage = "high" if high_noise else "low"
             expert = session.transformer if high_noise else session.transformer_2
-            cfg = settings.cfg_high if high_noise else settings.cfg_low
-            cfg_on = cfg_enabled(cfg)  # decided per stage: cfg 1.0 means one forward per step
+            cfg = settings.cfg_high if high_noise else settings.cfg_low  # CFG on where cfg > 1, decided per stage
             memory.activate(session, expert)  # model_offload: the other expert leaves the device here
             expert = levers.wrap(expert) if levers is not None else expert  # speed levers: cache contexts, fallback (speed.py)
 
             latent_input = latents.to(session.dtype)
             timestep = _timestep_input(session, t, latents)
-            noise_pred = expert(hidden_states=latent_input, timestep=timestep, encoder_hidden_states=prompt_embeds, return_dict=False)[0]
-            if cfg_on:
-                noise_uncond = expert(hidden_states=latent_input, timestep=timestep, encoder_hidden_states=negative_embeds, return_dict=False)[0]
-                noise_pred = noise_uncond + cfg * (noise_pred - noise_uncond)
+            # One forward without CFG; with CFG the conditional/unconditional pair (one batch of 2 if `batched`).
+            noise_pred = guidance.predict_noise(expert, latent_input, timestep, prompt_embeds, negative_embeds, cfg, batched)
             if not bool(torch.isfinite(noise_pred).all()):  # else NaN runs on to black frames and a "success"
                 who = "transformer" if boundary_timestep is None else f"{stage}-noise expert"
                 raise WanLeanError(

@@ -298,10 +298,11 @@ class Levers:
         if "step_cache" not in self.active:
             return expert(**kwargs)
         context = self._context_name(kwargs.get("encoder_hidden_states"))
+        samples = len(kwargs["hidden_states"])  # forwards count samples: a batched CFG pair (guidance) is 2
         with expert.cache_context(context):
             output = expert(**kwargs)
-            self.cached_forwards[stage] += 1
-            self.skipped[stage] += int(_skipped_last_forward(expert))
+            self.cached_forwards[stage] += samples
+            self.skipped[stage] += samples * int(_skipped_last_forward(expert))
         return output
 
     def _context_name(self, text) -> str:
