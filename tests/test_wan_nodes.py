@@ -114,8 +114,8 @@ def test_every_sampler_input_reaches_the_core_with_its_value(pack, nodes, monkey
     assert fake.calls[1].result_cache.disk is None and fake.calls[1].result_cache.memory is not None
     nodes.WanLeanSampler().run(pipe, **dict(inputs, result_cache="off"))
     nodes.WanLeanSampler().run(pipe, **dict(inputs, result_cache="memory + disk", result_cache_gb=3))
-    assert fake.calls[2].result_cache is None
-    disk = fake.calls[3].result_cache.disk
+    assert fake.calls[3].result_cache is None
+    disk = fake.calls[4].result_cache.disk
     assert disk.folder.endswith(os.path.join("output", "wanlean", "result_cache")) and disk.max_bytes == 3 * 1024**3
 
 
