@@ -1,4 +1,4 @@
-"""A cache of finished samplings: the same model, settings and prompt embeddings give the stored latents
+"""A cache of finished samplings: the same model, settings and prompt token ids give the stored latents
 back, and the run skips denoising (0 transformer forwards); only the VAE decodes.
 
 The key (`result_key`) is a SHA-256 over everything that decides the denoised latents:
@@ -9,12 +9,12 @@ The key (`result_key`) is a SHA-256 over everything that decides the denoised la
 - the speed levers of `WanLeanSpeed` (attention kernel, compile, fp8 matmul, step cache and threshold):
   most change the numbers, the step cache the video;
 - every resolved setting: size, frames, steps, cfg_high/cfg_low, shift, boundary, sampler, seed;
-- hashes of the prompt embedding and, when a stage uses CFG, of the negative embedding, so texts that
-  encode the same (e.g. differing only in spaces) hit the same entry.
+- the text encoder's identity and the token ids of the prompt and, when a stage uses CFG, of the negative,
+  so texts that encode the same (e.g. differing only in spaces) hit the same entry.
 It leaves out what does not change the latents: the node's title and widget order, the text cache, the
-memory mode, the notes of `Settings`, the VAE and the text encoder file (the encoder's effect is in the
-embedding hashes; the VAE runs again on a hit, so a new VAE decodes the stored latents). The text encoder
-still runs on a hit, because the key needs the embeddings; the text-embedding cache makes that cheap.
+memory mode, the notes of `Settings` and the VAE (it runs again on a hit, so a new VAE decodes the stored
+latents). The text is still encoded on a hit (the report shows its tokens); the text-embedding cache makes
+that cheap.
 
 Entries hold the final model-space latents in fp16 and the stored run's forwards and denoising time (for
 the report). A run that stores an entry decodes the same fp16 latents, so the first run and every later
@@ -35,6 +35,7 @@ from ..errors import WanLeanError
 from . import speed
 from .disk_cache import MemoryLRU, SafetensorsFolder, tensor_checksum
 from .embedding_cache import CACHE_MODES
+from .text_encoding import truncate
 from .video_shape import latent_shape
 
 log = logging.getLogger("wanlean")
@@ -61,15 +62,18 @@ class CachedResult:
         return self.latents.numel() * self.latents.element_size()
 
 
-def embedding_digest(rows) -> str:
-    """A hash of one text's embedding rows: dtype, shape and bytes."""
-    text = f"{str(rows.dtype).removeprefix('torch.')}:{list(rows.shape)}:{tensor_checksum(rows)}"
-    return hashlib.sha256(text.encode()).hexdigest()
+def text_digest(session, text: str) -> str:
+    """A hash of what the text encoder reads: its identity (weights and dtype) and the text's token ids, cut
+    at 512 as the encoder is. Texts with the same ids encode the same. (Not a hash of the embedding's
+    bytes: the same ids give embeddings that differ in the last bits with what they were batched with, e.g.
+    the negative beside them, so a byte hash missed real repeats.)"""
+    source = session.text_encoder
+    ids = truncate(list(source.token_ids(text)))
+    return hashlib.sha256(f"{source.identity}:{ids}".encode()).hexdigest()
 
 
-def result_key(session, settings, encoded: list) -> str | None:
-    """The entry name for a run, or None when the session's weights have no identity. `encoded`: the
-    `EncodedText` of the prompt and, when some stage uses CFG, of the negative (as `encode_prompts` made)."""
+def result_key(session, settings) -> str | None:
+    """The entry name for a run, or None when the session's weights have no identity."""
     identity = getattr(session, "weights_identity", "")
     if not identity:
         return None
@@ -87,8 +91,8 @@ def result_key(session, settings, encoded: list) -> str | None:
         "speed": _speed_key(session),
         "settings": [settings.width, settings.height, settings.frames, settings.steps, settings.cfg_high,
                      settings.cfg_low, settings.shift, settings.boundary, settings.sampler, settings.seed],
-        "prompt": embedding_digest(encoded[0].rows),
-        "negative": embedding_digest(encoded[1].rows) if guided else None,
+        "prompt": text_digest(session, settings.prompt),
+        "negative": text_digest(session, settings.negative) if guided else None,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
@@ -212,7 +216,7 @@ def cached_or_run(cache: ResultCache | None, session, settings, stats, run):
     if cache is None:
         stats.result_cache = "off"
         return run()
-    key = result_key(session, settings, stats.text)
+    key = result_key(session, settings)
     if key is None:
         stats.result_cache, stats.result_cache_note = "unkeyed", NO_IDENTITY
         if not _said_no_identity:

@@ -5,7 +5,7 @@ A file's identity is its real path, size, modification time and a hash of its sa
 dtypes, shapes, offsets, metadata): a replaced, re-downloaded or re-quantized file changes it, and reading
 it costs a few KB whatever the file's size. A LoRA extends the identity of the pipe it is applied to with
 its own file identity, its expert and its strength. Only the transformer weights are named: the text
-encoder's effect is in the prompt-embedding hashes of the key, and the VAE runs again on a cache hit.
+encoder is named by its own identity and the token ids in the key, and the VAE runs again on a cache hit.
 """
 
 from __future__ import annotations
