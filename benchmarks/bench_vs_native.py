@@ -1,14 +1,14 @@
 """WanLean against ComfyUI's own Wan2.2 path on the same files: seconds per step, peak memory, ratio.
 
     COMFYUI_PATH=/path/to/ComfyUI python benchmarks/bench_vs_native.py --config mid
-        [--formats bf16,fp8_scaled] [--sizes 416x240x9] [--steps 4] [--repeats 3] [--rounds 1] [--threads N]
+        [--formats bf16,fp8_scaled] [--sizes 416x240x9] [--steps 4] [--repeats 3] [--threads N]
         [--workdir DIR] [--out results.json]
 
 It writes a random-weight Wan2.2 T2V-A14B expert pair in ComfyUI's file format (original Wan names, bare
 keys; `bf16`, and `fp8_scaled` as ComfyUI's published files: every Linear F8_E4M3 with `scale_weight` and
-`scale_input`, the rest F16; written by tests/wltest/comfy_formats.py), a Wan2.1 VAE and a thin umT5 file
-(4096 wide, as the experts' `text_embedding` expects, with a tokenizer inside). Then, for each format, it
-runs in separate processes (so that each has its own peak memory):
+`scale_input`, the rest F16; tests/wltest/bench_pair.py with comfy_formats.py), a Wan2.1 VAE and a thin umT5
+file (4096 wide, as the experts' `text_embedding` expects, tokenizer inside). For each format, each side
+runs in its own process (its own peak memory):
 
 - **native**: ComfyUI imported in process from `COMFYUI_PATH` (`--cpu` when there is no CUDA):
   `comfy.sd.load_diffusion_model` (what UNETLoader calls) for each expert, `ModelSamplingSD3` with the shift,
@@ -22,10 +22,11 @@ runs in separate processes (so that each has its own peak memory):
 Both use the same size, steps, cfg pair (4.0 / 3.0), shift (12), seed and expert split (the steps at
 t >= 875 run on the high-noise expert). Only denoising is timed: WanLean's `stats.denoise_seconds`, and
 for ComfyUI the wall time of its two KSamplerAdvanced calls (text encoding, loading and VAE decode are
-left out). Each process runs one 2-step warm-up (1 step per expert), then --repeats timed runs; the
-reported s/step is the median over runs (and --rounds, which alternate which side runs first). Peak memory
-is the largest RSS sampled every 5 ms during the timed runs on the CPU, `torch.cuda.max_memory_allocated`
-on CUDA. Each (format, option set, size) ends with a line `ratio <WanLean/native s/step> ...`.
+left out). Each process loads and runs one 2-step warm-up (1 step per expert), then --repeats timed runs;
+the reported s/step is the median over runs. On the CPU the two processes' timed runs alternate (native
+first, then wanlean first, ...), so both meet the same background load; on CUDA one side runs after the
+other. Peak memory is the largest RSS sampled every 5 ms during the timed runs on the CPU,
+`torch.cuda.max_memory_allocated` on CUDA. Each (format, option set, size) ends with a line `ratio <WanLean/native s/step> ...`.
 
 The two sides draw their noise with different generators, so their latents are not expected to be equal;
 the script checks that both have the same shape and are finite.
@@ -57,6 +58,9 @@ SHIFT, CFG_HIGH, CFG_LOW, SEED, BOUNDARY = 12.0, 4.0, 3.0, 7, 0.875
 WARMUP_BOUNDARY = 0.95  # with 2 steps at shift 12 (t = 999, 923): one step on each expert
 
 
+FORMATS = ("bf16", "fp8_scaled")
+
+
 @dataclass(frozen=True)
 class Config:
     dim: int  # hidden width (heads of 128, as every Wan model)
@@ -65,16 +69,18 @@ class Config:
     sizes: tuple[tuple[int, int, int], ...]
     steps: int
     repeats: int
+    formats: tuple[str, ...] = FORMATS
     needs_cuda: bool = False
 
 
-# The A14B expert: dim 5120, ffn 13824, 40 blocks. text_dim 4096 and freq_dim 256 are fixed by ComfyUI's loader.
+# The A14B expert: dim 5120, ffn 13824, 40 blocks (text_dim 4096 and freq_dim 256, fixed by ComfyUI's loader).
+# The full pair is 28.6 GB in fp8_scaled and 57.2 GB in bf16: bf16 only with --formats where the disk allows.
 CONFIGS = {
     "tiny": Config(dim=128, ffn_dim=256, num_layers=2, sizes=((64, 32, 5),), steps=4, repeats=2),
-    "mid": Config(dim=512, ffn_dim=1536, num_layers=4, sizes=((416, 240, 9),), steps=4, repeats=3),
-    "full": Config(dim=5120, ffn_dim=13824, num_layers=40, sizes=((832, 480, 81), (1280, 720, 81)), steps=4, repeats=2, needs_cuda=True),
+    "mid": Config(dim=512, ffn_dim=1536, num_layers=4, sizes=((416, 240, 9),), steps=4, repeats=4),
+    "full": Config(dim=5120, ffn_dim=13824, num_layers=40, sizes=((832, 480, 81), (1280, 720, 81)), steps=4, repeats=2,
+                   formats=("fp8_scaled",), needs_cuda=True),
 }
-FORMATS = ("bf16", "fp8_scaled")
 SIDES = ("native", "wanlean")
 
 
@@ -103,81 +109,6 @@ def apply_wanlean_options(session, options: dict) -> None:
 
 def log(message: str = "") -> None:
     print(message, flush=True)
-
-
-# --- files -------------------------------------------------------------------------------------------------
-def expert_config(config: Config) -> dict:
-    return dict(
-        patch_size=(1, 2, 2), num_attention_heads=config.dim // 128, attention_head_dim=128, in_channels=16, out_channels=16,
-        text_dim=4096, freq_dim=256, ffn_dim=config.ffn_dim, num_layers=config.num_layers, cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024,
-    )
-
-
-def expert_tensors(config: Config, seed: int, device: str) -> dict:
-    """Random weights (normal, std 0.02; speed does not depend on the values) under original Wan names,
-    made on `device` (the full config on the GPU) without building a real module."""
-    import torch
-    from diffusers import WanTransformer3DModel
-    from wltest.comfy_formats import original_transformer_names
-
-    with torch.device("meta"):
-        model = WanTransformer3DModel(**expert_config(config))
-    names = original_transformer_names(model)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    dtype = torch.float32 if config.dim <= 1024 else torch.bfloat16
-    tensors = {}
-    for key, meta in model.state_dict().items():
-        value = torch.empty(meta.shape, device=device, dtype=dtype).normal_(0.0, 0.02, generator=generator)
-        tensors[names[key]] = value.cpu()
-    return tensors
-
-
-def thin_text_encoder(vocab_size: int):
-    """A umT5 encoder 4096 wide (what the experts' `text_embedding` reads) but thin: 1 layer, 2 heads of 16."""
-    import torch
-    from transformers import UMT5Config, UMT5EncoderModel
-
-    torch.manual_seed(0)
-    config = UMT5Config(
-        vocab_size=vocab_size, d_model=4096, d_kv=16, d_ff=64, num_layers=1, num_heads=2, relative_attention_num_buckets=32,
-        feed_forward_proj="gated-gelu", is_encoder_decoder=False, use_cache=False, pad_token_id=0, eos_token_id=1,
-    )
-    return UMT5EncoderModel(config).eval()
-
-
-def write_files(config: Config, formats, folder: Path) -> dict:
-    """{format: {"high", "low"}: path} plus "vae", "text_encoder" and "embeds" (the prompt and negative as
-    WanLean encodes them, [2, 512, 4096] float32: ComfyUI's conditioning)."""
-    import sentencepiece as spm
-    import torch
-    from safetensors.torch import save_file
-    from wltest.comfy_formats import QUANTIZABLE_TRANSFORMER, encode_format, round_to_fp16, save, tiny_vae, write_umt5_file, write_vae_file
-    from wltest.tiny import train_spiece
-
-    from wanlean.video.loaders.comfy_files.detect import inspect_text_encoder
-    from wanlean.video.loaders.comfy_files.umt5 import comfy_text_encoder
-    from wanlean.video.text_encoding import encode_texts, padded_batch
-
-    folder.mkdir(parents=True, exist_ok=True)
-    device = "cuda" if config.needs_cuda else "cpu"
-    files: dict = {fmt: {} for fmt in formats}
-    for which, seed in (("high", 1), ("low", 2)):
-        state = expert_tensors(config, seed, device)
-        for fmt in formats:
-            tensors, metadata = encode_format(state, fmt, QUANTIZABLE_TRANSFORMER)
-            files[fmt][which] = str(save(folder / f"wan2.2_t2v_{which}_noise_bench_{fmt}.safetensors", tensors, metadata))
-            del tensors
-        del state
-    files["vae"] = str(write_vae_file(folder / "wan_2.1_vae_bench.safetensors", round_to_fp16(tiny_vae("2.1")), "2.1"))
-    spiece = train_spiece()
-    vocab = spm.SentencePieceProcessor(model_proto=spiece).get_piece_size()
-    files["text_encoder"] = str(write_umt5_file(folder / "umt5_bench.safetensors", round_to_fp16(thin_text_encoder(vocab)), spiece))
-    encoder = comfy_text_encoder(inspect_text_encoder(files["text_encoder"]), torch.float32)
-    encoded, _ = encode_texts(encoder, [PROMPT, NEGATIVE], None)
-    files["embeds"] = str(folder / "embeds.safetensors")
-    save_file({"embeds": padded_batch(encoded, device="cpu", dtype=torch.float32).contiguous()}, files["embeds"])
-    return files
 
 
 # --- measuring ---------------------------------------------------------------------------------------------
@@ -233,11 +164,11 @@ def prepare_native(files: dict, fmt: str, size, steps: int, options: OptionSet, 
     for key, value in options.native.items():
         setattr(comfy.cli_args.args, key, value)
     import comfy.sd
-    import nodes
     import torch
     from comfy_extras.nodes_model_advanced import ModelSamplingSD3
     from safetensors.torch import load_file
 
+    import nodes  # ComfyUI's nodes.py: its folder is first on sys.path (see main)
     from wanlean.video.schedule import plan_steps
 
     experts = [ModelSamplingSD3().patch(comfy.sd.load_diffusion_model(files[fmt][w]), SHIFT)[0] for w in ("high", "low")]
@@ -302,7 +233,7 @@ def worker(args) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     files = json.loads(Path(args.files).read_text())
-    options = {o.name: o for o in OPTION_SETS}[args.options]
+    options = {o.name: o for o in OPTION_SETS}[args.options[0]]
     cuda = torch.cuda.is_available()
     prepare = prepare_native if args.worker == "native" else prepare_wanlean
     run = prepare(files, args.format, parse_size(args.size), args.steps, options, cuda)
@@ -316,11 +247,11 @@ def worker(args) -> None:
             seconds.append(run_seconds)
             rows.append(run_rows)
             print("RUN " + json.dumps({"seconds": run_seconds}), flush=True)
-    latents_path = Path(args.files).parent / f"latents-{args.worker}-{args.format}-{args.options}-{args.size}.safetensors"
+    latents_path = Path(args.files).parent / f"latents-{args.worker}-{args.format}-{options.name}-{args.size}.safetensors"
     if latents is not None:
         save_file({"latents": latents.float().cpu().contiguous()}, str(latents_path))
     print("RESULT " + json.dumps({
-        "side": args.worker, "format": args.format, "options": args.options, "size": args.size, "steps": args.steps,
+        "side": args.worker, "format": args.format, "options": options.name, "size": args.size, "steps": args.steps,
         "run_seconds": seconds, "sample_forwards": rows, "peak_bytes": peak.peak, "latents": str(latents_path),
         "memory": "cuda max_memory_allocated" if cuda else "peak RSS",
     }), flush=True)
@@ -339,7 +270,8 @@ class Worker:
         self.side, self.what = side, f"{side} ({fmt}, {options}, {size})"
         command = [sys.executable, __file__, "--worker", side, "--files", str(files_json), "--format", fmt, "--options", options,
                    "--size", size, "--steps", str(args.steps), "--threads", str(args.threads)]
-        self.log = tempfile.TemporaryFile(mode="w+")  # ComfyUI logs and progress bars: read only on failure
+        # ComfyUI's log and progress bars, read only on failure; open as long as the worker lives
+        self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
         self.process = subprocess.Popen(command, env=dict(os.environ, COMFYUI_PATH=str(comfy)), stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=self.log, text=True)
 
@@ -411,6 +343,17 @@ def describe(result: dict) -> tuple[float, str]:
                     f"{result['memory']} {result['peak_bytes'] / 2**30:.2f} GiB")
 
 
+def names_of(known):
+    """An argparse type: comma-separated names, each one of `known` (argparse names the bad one and exits 2)."""
+    def parse(text: str) -> list[str]:
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        if not names or set(names) - set(known):
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(known)}; got '{text}'")
+        return names
+
+    return parse
+
+
 def device_name() -> str:
     import platform
 
@@ -424,11 +367,12 @@ def device_name() -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", choices=sorted(CONFIGS), default="mid")
-    parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated: bf16, fp8_scaled")
+    parser.add_argument("--formats", type=names_of(FORMATS), help="comma-separated: bf16, fp8_scaled; default: the config's")
     parser.add_argument("--sizes", help="WxHxF[,WxHxF...]; default: the config's")
     parser.add_argument("--steps", type=int, help="timed steps per run; default: the config's")
     parser.add_argument("--repeats", type=int, help="timed runs per process; default: the config's")
-    parser.add_argument("--options", default=",".join(o.name for o in OPTION_SETS), help="option sets to run")
+    parser.add_argument("--options", type=names_of([o.name for o in OPTION_SETS]), default=[o.name for o in OPTION_SETS],
+                        help="comma-separated option sets to run; default: all")
     parser.add_argument("--threads", type=int, default=0, help="torch threads on both sides (0: torch's default)")
     parser.add_argument("--workdir", help="folder for the files (default: a temporary folder, removed at the end)")
     parser.add_argument("--out", help="write the results as JSON here (the full config: benchmarks/results/ by default)")
@@ -453,17 +397,9 @@ def main(argv=None) -> int:
     if args.worker:
         worker(args)
         return 0
+    from wltest.bench_pair import expert_config, write_pair
 
-    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    unknown = sorted(set(formats) - set(FORMATS))
-    if unknown:
-        print(f"bench_vs_native: unknown format(s) {unknown}; choose from {', '.join(FORMATS)}.", file=sys.stderr)
-        return 2
-    option_names = [o.strip() for o in args.options.split(",") if o.strip()]
-    known = {o.name for o in OPTION_SETS}
-    if set(option_names) - known:
-        print(f"bench_vs_native: unknown option set(s) {sorted(set(option_names) - known)}; known: {', '.join(sorted(known))}.", file=sys.stderr)
-        return 2
+    formats = args.formats or list(config.formats)
     sizes = [f"{w}x{h}x{f}" for w, h, f in ([parse_size(s) for s in args.sizes.split(",")] if args.sizes else config.sizes)]
     args.steps = args.steps or config.steps
     args.repeats = args.repeats or config.repeats
@@ -475,11 +411,12 @@ def main(argv=None) -> int:
     results = []
     try:
         for fmt in formats:  # one format's files at a time: the full pair is 29-57 GB
-            files = write_files(config, [fmt], workdir / fmt)
+            files = write_pair(expert_config(config.dim, config.ffn_dim, config.num_layers), [fmt], workdir / fmt, [PROMPT, NEGATIVE],
+                               device="cuda" if config.needs_cuda else "cpu", dtype=torch.bfloat16 if config.needs_cuda else None)
             files_json = workdir / fmt / "files.json"
             files_json.write_text(json.dumps(files))
             log(f"files ({fmt}) written in {workdir / fmt} ({time.perf_counter() - started:.0f} s so far)")
-            for option_name in option_names:
+            for option_name in args.options:
                 for size in sizes:
                     merged = measure(fmt, option_name, size, files_json, args, comfy, interleave=not torch.cuda.is_available())
                     native_median, native_text = describe(merged["native"])
