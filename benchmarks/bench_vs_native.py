@@ -86,10 +86,12 @@ SIDES = ("native", "wanlean")
 
 @dataclass(frozen=True)
 class OptionSet:
-    """One way of running both sides. `wanlean`: what the WanLean side changes (see `apply_wanlean_options`);
-    `native`: ComfyUI `comfy.cli_args` values set before its model management is imported."""
+    """One way of running both sides. `load`: keyword arguments for WanLean's `load_comfy_files`; `wanlean`:
+    levers set on the loaded session (see `apply_wanlean_options`); `native`: ComfyUI `comfy.cli_args` values
+    set before its model management is imported."""
 
     name: str
+    load: dict = field(default_factory=dict)
     wanlean: dict = field(default_factory=dict)
     native: dict = field(default_factory=dict)
 
@@ -98,6 +100,8 @@ class OptionSet:
 # each once `apply_wanlean_options` knows them.
 OPTION_SETS = (
     OptionSet("baseline"),
+    # WanLean keeps the blocks' Linear weights float8 and dequantizes per layer, as ComfyUI does with fp8 files.
+    OptionSet("fp8_storage", load={"weight_storage": "fp8"}),
 )
 
 
@@ -203,7 +207,7 @@ def prepare_wanlean(files: dict, fmt: str, size, steps: int, options: OptionSet,
     from wanlean.video.loaders.comfy_files.load import load_comfy_files
     from wanlean.video.sampler import VideoRequest, generate
 
-    session = load_comfy_files(files[fmt]["high"], files[fmt]["low"], files["text_encoder"], files["vae"], memory_mode="gpu")
+    session = load_comfy_files(files[fmt]["high"], files[fmt]["low"], files["text_encoder"], files["vae"], memory_mode="gpu", **options.load)
     apply_wanlean_options(session, options.wanlean)
     rows: list = []
     count_rows([session.transformer, session.transformer_2], rows)
