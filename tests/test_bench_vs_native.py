@@ -26,7 +26,7 @@ def run_script(*args, comfy=None):
     return subprocess.run([python, str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=900, check=False)
 
 
-def test_tiny_config_prints_finite_ratios_and_same_latent_shapes():
+def test_tiny_config_prints_finite_ratios_and_same_latent_shapes(bench):
     comfy = comfyui_path()
     if comfy is None:
         pytest.skip(SKIP_REASON)
@@ -35,12 +35,13 @@ def test_tiny_config_prints_finite_ratios_and_same_latent_shapes():
     done = run_script("--config", "tiny", "--formats", "fp8_scaled", "--repeats", "1", "--threads", "1", comfy=comfy)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     ratios = [float(m.group(1)) for m in re.finditer(r"^ratio (\S+) ", done.stdout, re.MULTILINE)]
-    assert len(ratios) == 1, done.stdout
+    assert len(ratios) == len(bench.OPTION_SETS), done.stdout  # one per option set
     assert all(math.isfinite(r) and r > 0 for r in ratios), ratios
     # 64×32×5 → 16 latent channels, (5 - 1) / 4 + 1 = 2 latent frames, 32/8 × 64/8.
-    assert "latents: both [1, 16, 2, 4, 8], finite" in done.stdout, done.stdout
-    for side in ("native (ComfyUI)", "wanlean"):
-        line = next(line for line in done.stdout.splitlines() if line.strip().startswith(side + ":"))
+    assert done.stdout.count("latents: both [1, 16, 2, 4, 8], finite") == len(ratios), done.stdout
+    sides = [line for line in done.stdout.splitlines() if line.strip().startswith(("native (ComfyUI):", "wanlean:"))]
+    assert len(sides) == 2 * len(ratios), done.stdout
+    for line in sides:
         seconds = float(re.search(r"([\d.]+) s/step", line).group(1))
         memory = float(re.search(r"peak RSS ([\d.]+) GiB", line).group(1))
         assert seconds > 0 and memory > 0, line
