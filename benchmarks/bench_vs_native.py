@@ -87,28 +87,32 @@ SIDES = ("native", "wanlean")
 @dataclass(frozen=True)
 class OptionSet:
     """One way of running both sides. `load`: keyword arguments for WanLean's `load_comfy_files`; `wanlean`:
-    levers set on the loaded session (see `apply_wanlean_options`); `native`: ComfyUI `comfy.cli_args` values
-    set before its model management is imported."""
+    `SpeedOptions` fields (the levers, set with `with_speed`); `request`: `VideoRequest` fields (`cfg_batch`);
+    `native`: ComfyUI `comfy.cli_args` values set before its model management is imported."""
 
     name: str
     load: dict = field(default_factory=dict)
     wanlean: dict = field(default_factory=dict)
+    request: dict = field(default_factory=dict)
     native: dict = field(default_factory=dict)
 
 
-# One line per option set. The speed levers of issue 16 (attention backend, compile, step cache) get a line
-# each once `apply_wanlean_options` knows them.
+# One line per option set, e.g. OptionSet("attention_auto", wanlean={"attention": "auto"}).
 OPTION_SETS = (
     OptionSet("baseline"),
+    OptionSet("cfg_batch", request={"cfg_batch": "on"}),  # the CFG pair as one batch of 2, as ComfyUI runs it
     # WanLean keeps the blocks' Linear weights float8 and dequantizes per layer, as ComfyUI does with fp8 files.
     OptionSet("fp8_storage", load={"weight_storage": "fp8"}),
 )
 
 
-def apply_wanlean_options(session, options: dict) -> None:
-    """Turn the levers of an option set on for a loaded WanLean session. None exist in this build yet."""
-    if options:
-        raise SystemExit(f"bench_vs_native: WanLean options {sorted(options)} are not known to this script yet.")
+def apply_wanlean_options(session, options: dict):
+    """The loaded WanLean session with the option set's levers on (`wanlean.video.speed.with_speed`)."""
+    if not options:
+        return session
+    from wanlean.video.speed import SpeedOptions, with_speed
+
+    return with_speed(session, SpeedOptions(**options))
 
 
 def log(message: str = "") -> None:
@@ -208,14 +212,15 @@ def prepare_wanlean(files: dict, fmt: str, size, steps: int, options: OptionSet,
     from wanlean.video.sampler import VideoRequest, generate
 
     session = load_comfy_files(files[fmt]["high"], files[fmt]["low"], files["text_encoder"], files["vae"], memory_mode="gpu", **options.load)
-    apply_wanlean_options(session, options.wanlean)
+    session = apply_wanlean_options(session, options.wanlean)
     rows: list = []
     count_rows([session.transformer, session.transformer_2], rows)
     width, height, frames = size
 
     def sample(total_steps: int, boundary: float):
         request = VideoRequest(prompt=PROMPT, negative=NEGATIVE, width=width, height=height, frames=frames, steps=total_steps,
-                               cfg_high=CFG_HIGH, cfg_low=CFG_LOW, shift=SHIFT, seed=SEED, sampler="unipc", boundary=boundary)
+                               cfg_high=CFG_HIGH, cfg_low=CFG_LOW, shift=SHIFT, seed=SEED, sampler="unipc", boundary=boundary,
+                               **options.request)
         return generate(session, request)
 
     sample(2, WARMUP_BOUNDARY)
