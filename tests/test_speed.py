@@ -86,6 +86,10 @@ def test_compile_blocks_gives_the_baselines_frames_and_is_reused(a14b, baseline,
     again = run(a14b, compile="blocks")
     assert torch.equal(again.frames, baseline.frames)
     assert "compile: compiled blocks reused" in again.report
+    # ComfyUI's cancel check puts a hook on every block in each run: the compiled blocks are still reused
+    hooked = generate(with_speed(a14b, SpeedOptions(compile="blocks")), tiny_request(steps=STEPS), cancel_check=lambda: None)
+    assert torch.equal(hooked.frames, baseline.frames)
+    assert "compile: compiled blocks reused (no new compilation)" in hooked.report
 
 
 @pytest.mark.slow
