@@ -103,6 +103,7 @@ OPTION_SETS = (
     OptionSet("cfg_batch", request={"cfg_batch": "on"}),  # the CFG pair as one batch of 2, as ComfyUI runs it
     # WanLean keeps the blocks' Linear weights float8 and dequantizes per layer, as ComfyUI does with fp8 files.
     OptionSet("fp8_storage", load={"weight_storage": "fp8"}),
+    OptionSet("fp8_storage_cfg_batch", load={"weight_storage": "fp8"}, request={"cfg_batch": "on"}),  # one dequantize per step
 )
 
 
