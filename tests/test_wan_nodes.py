@@ -86,7 +86,7 @@ class FakeGenerate:
 
         self.calls.append(SimpleNamespace(session=session, request=request, cache=cache, result_cache=result_cache))
         return SimpleNamespace(frames=torch.zeros(1, 16, 16, 3), fps=16, latents=torch.zeros(1, 16, 1, 2, 2), report="fake",
-                               stats=SimpleNamespace(text=[]))  # the node logs the prompt from stats.text
+                               stats=SimpleNamespace(text=[], result_cache="off"))  # the node logs the prompt from stats.text
 
 
 def test_every_sampler_input_reaches_the_core_with_its_value(pack, nodes, monkeypatch):
@@ -119,8 +119,18 @@ def test_every_sampler_input_reaches_the_core_with_its_value(pack, nodes, monkey
     assert disk.folder.endswith(os.path.join("output", "wanlean", "result_cache")) and disk.max_bytes == 3 * 1024**3
 
 
-def test_a_repeated_sampler_run_is_a_result_cache_hit_whatever_the_node_id_and_argument_order(pack, nodes):
+def test_a_repeated_sampler_run_is_a_result_cache_hit_whatever_the_node_id_and_argument_order(pack, nodes, monkeypatch):
     core_module(pack, "video.result_cache").SHARED_MEMORY.clear()
+    updates = []
+
+    class Bar:
+        def __init__(self, total):
+            updates.append([])
+
+        def update_absolute(self, value, total=None, preview=None):
+            updates[-1].append((value, total))
+
+    monkeypatch.setattr(nodes._comfy, "progress_bar", Bar)
     pipe = load(nodes)
     first = sample(nodes, pipe, seed=4242, result_cache="memory", unique_id="5")["result"]
     inputs = dict(reversed(list(dict(prompt="a red fox runs through deep snow", negative=OFFICIAL_NEGATIVE, width=TINY_WIDTH,
@@ -129,6 +139,7 @@ def test_a_repeated_sampler_run_is_a_result_cache_hit_whatever_the_node_id_and_a
     again = nodes.WanLeanSampler().run(load(nodes), unique_id="77", **inputs)["result"]
     assert "result cache miss" in first[3] and "result cache hit (memory): denoising skipped, 0 transformer forwards" in again[3]
     assert torch.equal(first[0], again[0]) and torch.equal(first[2]["samples"], again[2]["samples"])
+    assert updates == [[(1, 3), (2, 3), (3, 3)], [(3, 3)]]  # a hit runs no step: its bar fills at once
 
 
 def test_every_loader_input_reaches_the_core_with_its_value(pack, nodes, monkeypatch):

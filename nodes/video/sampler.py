@@ -101,6 +101,8 @@ class WanLeanSampler:
             cancel_check=_comfy.throw_if_interrupted,  # Cancel also stops between two transformer blocks
             result_cache=results,
         )
+        if result.stats.result_cache in ("memory", "disk"):  # no step ran: the bar would stay empty
+            progress.update_absolute(settings.steps, settings.steps)
         _comfy.show_text(unique_id, result.report)
         if result.stats.text:  # the prompt as the model's own tokenizer counted it (the negative is not logged)
             log_prompt(PromptEntry("WanLeanSampler", prompt, result.stats.text[0].total_tokens, True))
