@@ -242,6 +242,17 @@ def test_the_folder_stays_under_its_cap_least_recently_used_first(tmp_path):
     assert disk.size_bytes() <= disk.max_bytes
 
 
+def test_an_entry_made_before_the_disk_was_turned_on_goes_to_disk_on_its_next_hit(tmp_path):
+    memory = MemoryLRU(result_cache.MEMORY_MAX_BYTES)
+    ResultCache(memory).put("k", small(0.5))  # result_cache "memory"
+    folder = ResultFolder(str(tmp_path))
+    entry, where = ResultCache(memory, folder).get("k")  # then "memory + disk"
+    assert where == "memory" and torch.equal(entry.latents, small(0.5).latents)
+    assert os.path.isfile(folder.path("k"))
+    entry, where = ResultCache(MemoryLRU(result_cache.MEMORY_MAX_BYTES), ResultFolder(str(tmp_path))).get("k", (1, 4, 1, 2, 2))
+    assert where == "disk" and torch.equal(entry.latents, small(0.5).latents)  # as after a restart
+
+
 def test_memory_entries_are_bounded_by_bytes():
     cache = ResultCache(MemoryLRU(max_bytes=2 * small().nbytes))
     for name in "abc":

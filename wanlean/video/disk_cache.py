@@ -9,6 +9,8 @@ the least recently used files (a read refreshes a file's mtime). A read is check
 once, and the caller computes it again. A folder that cannot be written (read-only, a file in the way, a
 full disk) is skipped by that object from then on, with one log line.
 
+`MemoryThenDisk` puts the two together: memory first, then disk.
+
 Users: the text-embedding cache (`embedding_cache`) and the result cache (`result_cache`).
 """
 
@@ -210,3 +212,29 @@ def remove_file(path: str) -> None:
         os.remove(path)
     except OSError:
         pass
+
+
+class MemoryThenDisk:
+    """Memory first, then disk (a folder whose `get(key, check)` gives an entry or None and whose
+    `put(key, entry)` stores one). A disk hit is copied into memory; a memory hit made before the disk was
+    turned on is copied to disk as well."""
+
+    def __init__(self, memory: MemoryLRU, disk=None):
+        self.memory = memory
+        self.disk = disk
+
+    def get(self, key: str, check=None) -> tuple[object | None, str]:
+        """(entry, where): where is "memory", "disk" or "miss". `check`: what a disk entry must look like,
+        passed on to the folder's `get`."""
+        entry = self.memory.get(key)
+        if entry is not None:
+            disk = self.disk
+            if disk is not None and disk.unwritable is None and not os.path.isfile(disk.path(key)):
+                disk.put(key, entry)
+            return entry, "memory"
+        if self.disk is not None:
+            entry = self.disk.get(key, check)
+            if entry is not None:
+                self.memory.put(key, entry)
+                return entry, "disk"
+        return None, "miss"

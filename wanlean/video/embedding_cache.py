@@ -16,11 +16,10 @@ tool or an older version) is removed, logged once and encoded again. A folder th
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 
 from ..tokens import WAN_TEXT_LEN
-from .disk_cache import MemoryLRU, SafetensorsFolder, tensor_checksum
+from .disk_cache import MemoryLRU, MemoryThenDisk, SafetensorsFolder, tensor_checksum
 
 MEMORY_MAX_BYTES = 512 * 1024**2
 DISK_MAX_BYTES = 2 * 1024**3
@@ -107,27 +106,12 @@ class DiskCache(SafetensorsFolder):
         self.write(key, {"embeds": entry.rows}, metadata)
 
 
-class EmbeddingCache:
-    """Memory first, then disk (a disk hit is copied into memory). `last_source` after `get`: "memory",
-    "disk" or None (miss)."""
+class EmbeddingCache(MemoryThenDisk):
+    """Memory first, then disk (`disk_cache.MemoryThenDisk`); `get(key, spec)` checks a disk entry against
+    the `RowSpec` the encoder must produce."""
 
     def __init__(self, memory: MemoryCache | None = None, disk: DiskCache | None = None):
-        self.memory = memory if memory is not None else MemoryCache()
-        self.disk = disk
-
-    def get(self, key: str, spec: RowSpec | None = None) -> tuple[CachedEmbedding | None, str]:
-        """(entry, where): where is "memory", "disk" or "miss". `spec`: what a disk entry must look like."""
-        entry = self.memory.get(key)
-        if entry is not None:
-            if self.disk is not None and not os.path.isfile(self.disk.path(key)):
-                self.disk.put(key, entry)  # encoded before the disk cache was turned on: keep it too
-            return entry, "memory"
-        if self.disk is not None:
-            entry = self.disk.get(key, spec)
-            if entry is not None:
-                self.memory.put(key, entry)
-                return entry, "disk"
-        return None, "miss"
+        super().__init__(memory if memory is not None else MemoryCache(), disk)
 
     def put(self, key: str, entry: CachedEmbedding, identity: str = "") -> None:
         self.memory.put(key, entry)

@@ -28,12 +28,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 
 from ..errors import WanLeanError
 from . import speed
-from .disk_cache import MemoryLRU, SafetensorsFolder, tensor_checksum
+from .disk_cache import MemoryLRU, MemoryThenDisk, SafetensorsFolder, tensor_checksum
 from .embedding_cache import CACHE_MODES
 from .text_encoding import truncate
 from .video_shape import latent_shape
@@ -152,26 +151,9 @@ class ResultFolder(SafetensorsFolder):
         return self.write(key, {"latents": entry.latents}, metadata)
 
 
-class ResultCache:
-    """Memory first, then disk (a disk hit is copied into memory)."""
-
-    def __init__(self, memory: MemoryLRU, disk: ResultFolder | None = None):
-        self.memory = memory
-        self.disk = disk
-
-    def get(self, key: str, shape=None) -> tuple[CachedResult | None, str]:
-        """(entry, where): where is "memory", "disk" or "miss"."""
-        entry = self.memory.get(key)
-        if entry is not None:
-            if self.disk is not None and not self.disk.unwritable and not self._on_disk(key):
-                self.disk.put(key, entry)  # stored before the disk cache was turned on: keep it there too
-            return entry, "memory"
-        if self.disk is not None:
-            entry = self.disk.get(key, shape)
-            if entry is not None:
-                self.memory.put(key, entry)
-                return entry, "disk"
-        return None, "miss"
+class ResultCache(MemoryThenDisk):
+    """Memory first, then disk (`disk_cache.MemoryThenDisk`); `get(key, shape)` checks a disk entry's
+    latent shape."""
 
     def put(self, key: str, entry: CachedResult) -> str:
         """Store `entry`; returns where it went, for the report."""
@@ -182,8 +164,6 @@ class ResultCache:
             return "stored in memory and on disk"
         return f"stored in memory only: the disk folder cannot be written ({self.disk.unwritable})"
 
-    def _on_disk(self, key: str) -> bool:
-        return os.path.isfile(self.disk.path(key))
 
 
 # One memory cache for the whole process: every sampler run shares it (keys name the weights).
