@@ -7,7 +7,7 @@ import json
 import pytest
 
 from wanlean import tokens
-from wltest.cdp import Chromium, find_chromium
+from wltest.cdp import chromium_or_skip
 from wltest.tiny import write_text_encoder_file
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.browser]
@@ -17,19 +17,13 @@ ENCODER = "umt5_tiny_browser.safetensors"
 
 @pytest.fixture(scope="module")
 def page(comfy, spiece_bytes):
-    executable = find_chromium()
-    if executable is None:
-        pytest.skip("the browser test needs Chromium: apt-get install chromium (or set CHROMIUM to its path)")
-    write_text_encoder_file(comfy.model_dir("text_encoders") / ENCODER, spiece_bytes)
-    browser = Chromium(executable)
-    try:
+    with chromium_or_skip() as browser:
+        write_text_encoder_file(comfy.model_dir("text_encoders") / ENCODER, spiece_bytes)
         page = browser.open_page(comfy.url)
         page.wait_for("!!(window.app && app.graph && window.LiteGraph && app.extensionManager?.setting)", timeout=120)
         # The encoder file was written after startup: refresh the node definitions' file lists.
         page.js("app.refreshComboInNodes ? app.refreshComboInNodes().then(() => 1) : 1")
         yield page
-    finally:
-        browser.close()
 
 
 def exact(sp, text):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from wltest.cdp import Chromium, find_chromium
+from wltest.cdp import chromium_or_skip
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.browser]
 
@@ -98,11 +98,7 @@ CONFIRM = "document.querySelector('.p-dialog[aria-labelledby=\"global-prompt\"]'
 
 @pytest.fixture(scope="module")
 def page(comfy, logged):
-    executable = find_chromium()
-    if executable is None:
-        pytest.skip("the browser test needs Chromium: apt-get install chromium (or set CHROMIUM to its path)")
-    browser = Chromium(executable)
-    try:
+    with chromium_or_skip() as browser:
         page = browser.open_page("about:blank")
         page.send("Page.addScriptToEvaluateOnNewDocument", {"source": KEEP_WORKFLOW})
         page.send("Page.navigate", {"url": comfy.url})
@@ -111,8 +107,6 @@ def page(comfy, logged):
         page.js("document.querySelector('.wanlean-tokens-tab-button').click(), 1")
         page.wait_for(f"!!{TAB}", timeout=30)
         yield page
-    finally:
-        browser.close()
 
 
 def shown(page, name):

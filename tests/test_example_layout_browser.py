@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from wltest.cdp import Chromium, find_chromium
+from wltest.cdp import chromium_or_skip
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.browser]
 
@@ -41,16 +41,10 @@ MEASURE = """(async () => {
 
 @pytest.fixture(scope="module")
 def page(comfy):
-    executable = find_chromium()
-    if executable is None:
-        pytest.skip("the browser test needs Chromium: apt-get install chromium (or set CHROMIUM to its path)")
-    browser = Chromium(executable)
-    try:
+    with chromium_or_skip() as browser:
         page = browser.open_page(comfy.url)
         page.wait_for("!!(window.app && app.graph && window.LiteGraph && app.extensionManager?.setting)", timeout=120)
         yield page
-    finally:
-        browser.close()
 
 
 def overlaps(a, b, gap=0):

@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 
 FLAGS = [
     "--headless",
@@ -35,6 +36,21 @@ def find_chromium() -> str | None:
         if name and shutil.which(name):
             return shutil.which(name)
     return None
+
+
+@contextmanager
+def chromium_or_skip():
+    """A started Chromium, closed on exit; the calling test is skipped, saying why, when none is installed."""
+    import pytest
+
+    executable = find_chromium()
+    if executable is None:
+        pytest.skip("the browser test needs Chromium: apt-get install chromium (or set CHROMIUM to its path)")
+    browser = Chromium(executable)
+    try:
+        yield browser
+    finally:
+        browser.close()
 
 
 class CDPError(RuntimeError):
