@@ -68,11 +68,16 @@ def hidden_elements(transformer, latents) -> int:
     return video_tokens(latents, config.patch_size) * int(config.num_attention_heads) * int(config.attention_head_dim)
 
 
+def check_mode(mode: str) -> None:
+    """Refuse a `cfg_batch` value that is not one of CFG_BATCH_MODES, naming the input."""
+    if mode not in CFG_BATCH_MODES:
+        raise WanLeanError(f"cfg_batch must be one of {', '.join(CFG_BATCH_MODES)}; got '{mode}'.")
+
+
 def batch_cfg_pair(mode: str, device, elements: int) -> tuple[bool, str]:
     """(run the CFG pair as one batch of 2, why) for `cfg_batch` `mode` on `device`, with `elements` in one
     sample's hidden state (`hidden_elements`)."""
-    if mode not in CFG_BATCH_MODES:
-        raise WanLeanError(f"cfg_batch must be one of {', '.join(CFG_BATCH_MODES)}; got '{mode}'.")
+    check_mode(mode)
     if mode == "on":
         return True, "cfg_batch on"
     if mode == "off":

@@ -120,8 +120,7 @@ def resolve_settings(session: WanSession, request: VideoRequest) -> Settings:
             raise WanLeanError(f"{name} must be 1.0 (no CFG) or more, or 0 for the official value; got {value}.")
     if request.sampler not in SAMPLERS:
         raise WanLeanError(f"sampler must be one of {', '.join(SAMPLERS)}; got '{request.sampler}'.")
-    if request.cfg_batch not in guidance.CFG_BATCH_MODES:
-        raise WanLeanError(f"cfg_batch must be one of {', '.join(guidance.CFG_BATCH_MODES)}; got '{request.cfg_batch}'.")
+    guidance.check_mode(request.cfg_batch)
 
     boundary = request.boundary if request.boundary else None
     if two_experts:
@@ -357,7 +356,7 @@ def generate(
     result_cache=None,
 ) -> VideoResult:
     """Text to video. `cache`: the text-embedding cache; `result_cache`: a `result_cache.ResultCache`, whose
-    hit skips denoising (0 forwards; the text is still encoded, since the key holds its embeddings). Raises WanLeanError for bad input and for device out-of-memory (memory is freed and
+    hit skips denoising (0 forwards; the text is still encoded, for the report's token counts). Raises WanLeanError for bad input and for device out-of-memory (memory is freed and
     the message names the memory modes to try); an exception from `on_step` (after each step) or from
     `cancel_check` (before each transformer block) stops the run at once. `on_progress` gets a
     `StepProgress` after each step (progress text, time left, previews). A request that cannot fit in
